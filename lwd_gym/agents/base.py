@@ -1,0 +1,279 @@
+"""``BaseAgent``: what every agent shares.
+
+* reading demonstrations (spaces, normalisers, task ids) in :meth:`BaseAgent._prepare`;
+* SB3's ``predict(observation, state, episode_start, deterministic) -> (action, state)`` for
+  one observation or a vector-env batch, with per-environment re-planning: an environment gets
+  a new plan (LWD: a new generated policy; DP: a new action chunk) when its episode starts and
+  every ``action_horizon`` steps; subclasses only implement :meth:`_replan` and :meth:`_act`;
+* ``save`` / ``load`` as safetensors + JSON (see :mod:`lwd_gym.checkpoint`).
+
+Observations of a multi-task agent are the dataset's state followed by a one-hot task id
+(the layout the ``TaskId`` wrapper produces), so the task reaches the agent through the
+observation and ``predict`` keeps SB3's signature.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from minari.serialization import deserialize_space, serialize_space
+from torch import nn
+
+import lwd_gym
+from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
+from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
+from lwd_gym.data.normalizer import Normalizer
+from lwd_gym.utils import get_device, seed_everything
+
+SelfAgent = TypeVar("SelfAgent", bound="BaseAgent")
+
+
+class BaseAgent(ABC):
+    """Base class of every agent.
+
+    :param action_horizon: steps an environment follows one plan before re-planning.
+    :param device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
+    :param seed: seeds network initialisation, training data order and sampling noise.
+    """
+
+    #: every concrete agent class by name, so :meth:`load` can rebuild the right one.
+    agent_classes: ClassVar[dict[str, type[BaseAgent]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        BaseAgent.agent_classes[cls.__name__] = cls
+
+    def __init__(self, *, action_horizon: int = 1, device: str | torch.device = "auto", seed: int = 0) -> None:
+        self.action_horizon = action_horizon
+        self.device = get_device(device)
+        self.seed = int(seed)
+        self.state_space: gym.spaces.Box | None = None
+        self.observation_space: gym.spaces.Box | None = None
+        self.action_space: gym.spaces.Box | None = None
+        self.num_tasks = 1
+        self.obs_normalizer: Normalizer | None = None
+        self.action_normalizer: Normalizer | None = None
+        #: total number of (per-environment) re-plans made by ``predict``.
+        self.num_replans = 0
+        self._rng = torch.Generator(self.device).manual_seed(self.seed)
+        self._steps: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def action_horizon(self) -> int:
+        return self._action_horizon
+
+    @action_horizon.setter
+    def action_horizon(self, value: int) -> None:
+        if int(value) != value or value < 1:
+            raise ValueError(f"action_horizon must be a positive integer, got {value!r}")
+        self._action_horizon = int(value)
+
+    def _config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-able) that rebuild this agent; subclasses extend it."""
+        return {"action_horizon": self.action_horizon, "seed": self.seed}
+
+    @property
+    def is_trained(self) -> bool:
+        return self.observation_space is not None
+
+    # ------------------------------------------------------------------ learning
+    def _prepare(self, dataset: Any) -> Demonstrations:
+        """Load demonstrations, fix spaces and normalisers, seed, and build the networks."""
+        demos = load_demonstrations(dataset)
+        self._set_spaces(demos.observation_space, demos.action_space, demos.num_tasks)
+        self.obs_normalizer = Normalizer.fit(np.concatenate(demos.observations))
+        self.action_normalizer = Normalizer.fit(np.concatenate(demos.actions))
+        seed_everything(self.seed)
+        self._rng.manual_seed(self.seed)
+        self._build()
+        return demos
+
+    def _set_spaces(self, state_space: gym.spaces.Box, action_space: gym.spaces.Box, num_tasks: int) -> None:
+        self.state_space, self.action_space, self.num_tasks = state_space, action_space, int(num_tasks)
+        if self.num_tasks > 1:
+            low = np.concatenate([state_space.low, np.zeros(num_tasks, state_space.dtype)])
+            high = np.concatenate([state_space.high, np.ones(num_tasks, state_space.dtype)])
+            self.observation_space = gym.spaces.Box(low, high, dtype=state_space.dtype)
+        else:
+            self.observation_space = state_space
+
+    @abstractmethod
+    def _build(self) -> None:
+        """Create the networks from the config and the (now known) spaces."""
+
+    @abstractmethod
+    def _modules(self) -> dict[str, nn.Module]:
+        """The networks whose weights are saved, by name."""
+
+    @abstractmethod
+    def learn(self: SelfAgent, dataset: Any, *, progress_bar: bool = True) -> SelfAgent:
+        """Train on a Minari dataset, a dataset id, or a list of them (one per task); returns ``self``."""
+
+    # ------------------------------------------------------------------ acting
+    @abstractmethod
+    def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
+        """Make new plans for environments ``env_ids`` from their normalised ``states``."""
+
+    @abstractmethod
+    def _act(self, states: torch.Tensor, tasks: torch.Tensor | None, steps: np.ndarray) -> torch.Tensor:
+        """Normalised actions ``[n, action_dim]`` for every environment, ``steps`` into its plan."""
+
+    def _allocate(self, num_envs: int) -> None:
+        """Make room for per-environment plans (called when the batch size changes)."""
+
+    def reset(self) -> None:
+        """Forget every environment's plan: the next ``predict`` re-plans all of them."""
+        self._steps = None
+
+    def set_random_seed(self, seed: int) -> None:
+        """Re-seed the sampling noise (and forget current plans)."""
+        self.seed = int(seed)
+        self._rng.manual_seed(self.seed)
+        self.reset()
+
+    def noise_generators(self, env_ids: np.ndarray, deterministic: bool) -> torch.Generator | list[torch.Generator]:
+        """The agent's generator, or with ``deterministic`` one fixed-seed generator per env."""
+        if not deterministic:
+            return self._rng
+        return [torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + int(i)) for i in env_ids]
+
+    def _check_observation(self, observation: Any) -> tuple[np.ndarray, bool]:
+        try:
+            obs = np.asarray(observation, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"observation must be numeric, got {type(observation).__name__}: {err}") from err
+        shape = self.observation_space.shape
+        if obs.shape == shape:
+            single, obs = True, obs[None]
+        elif obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
+            single = False
+        else:
+            raise ValueError(f"observation has shape {obs.shape}; expected {shape} or (n_envs, *{shape})")
+        if not np.isfinite(obs).all():
+            raise ValueError("observation contains NaN or inf")
+        return obs, single
+
+    def _split_tasks(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        state_dim = self.state_space.shape[0]
+        states = self.obs_normalizer.normalize(obs[:, :state_dim])
+        if self.num_tasks == 1:
+            return states, None
+        onehot = obs[:, state_dim:]
+        if not (((onehot == 0) | (onehot == 1)).all() and (onehot.sum(dim=1) == 1).all()):
+            raise ValueError(f"the last {self.num_tasks} observation entries must be a one-hot task id")
+        return states, onehot.argmax(dim=1)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Action(s) for one observation or a batch ``[n_envs, ...]`` (Stable-Baselines3 signature).
+
+        Plans are kept per environment inside the agent (``state`` is accepted for SB3
+        compatibility and ``None`` is returned, as for SB3's non-recurrent policies).
+        ``episode_start[i]`` forces a new plan for environment ``i``.  With
+        ``deterministic=True`` sampling noise is fixed per environment index, so the same
+        observation gives the same plan.
+        """
+        if not self.is_trained:
+            raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
+        obs, single = self._check_observation(observation)
+        n = len(obs)
+        if episode_start is None:
+            starts = np.zeros(n, dtype=bool)
+        else:
+            starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+            if starts.shape != (n,):
+                raise ValueError(f"episode_start has {starts.size} entries for {n} observation(s)")
+        if self._steps is None or len(self._steps) != n:
+            self._allocate(n)
+            self._steps = np.full(n, -1, dtype=np.int64)
+        replan = starts | (self._steps < 0) | (self._steps >= self.action_horizon)
+        with torch.inference_mode():
+            states, tasks = self._split_tasks(torch.as_tensor(obs, device=self.device))
+            if replan.any():
+                ids = np.flatnonzero(replan)
+                index = torch.as_tensor(ids, device=self.device)
+                self._replan(ids, states[index], None if tasks is None else tasks[index], deterministic)
+                self._steps[ids] = 0
+                self.num_replans += len(ids)
+            actions = self.action_normalizer.unnormalize(self._act(states, tasks, self._steps))
+        self._steps += 1
+        actions = np.clip(actions.cpu().numpy(), self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
+        return (actions[0] if single else actions), None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _extra_state(self) -> dict[str, Any]:
+        """JSON-able state beyond config, spaces and normalisers (e.g. latent statistics)."""
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        """Inverse of :meth:`_extra_state`."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a single-file checkpoint (safetensors weights + JSON config), atomically."""
+        if not self.is_trained:
+            raise RuntimeError("nothing to save: the agent has not been trained")
+        meta = {
+            "agent": type(self).__name__,
+            "lwd_gym_version": lwd_gym.__version__,
+            "config": self._config(),
+            "state_space": serialize_space(self.state_space),
+            "action_space": serialize_space(self.action_space),
+            "num_tasks": self.num_tasks,
+            "normalizers": {"obs": self.obs_normalizer.to_dict(), "action": self.action_normalizer.to_dict()},
+            "extra": self._extra_state(),
+        }
+        tensors = {f"{name}.{k}": v for name, module in self._modules().items() for k, v in _named_tensors(module).items()}
+        save_checkpoint(path, tensors, meta)
+
+    @classmethod
+    def load(cls: type[SelfAgent], path: str | os.PathLike, device: str | torch.device = "auto") -> SelfAgent:
+        """Rebuild an agent saved with :meth:`save` (``BaseAgent.load`` picks the saved class)."""
+        device = get_device(device)
+        tensors, meta = load_checkpoint(path, device)
+        try:
+            name = meta["agent"]
+            klass = BaseAgent.agent_classes[name]
+            if not issubclass(klass, cls):
+                raise ValueError(f"{path} holds a {name}, not a {cls.__name__}")
+            agent = klass(**meta["config"], device=device)
+            agent._set_spaces(deserialize_space(meta["state_space"]), deserialize_space(meta["action_space"]), meta["num_tasks"])
+            agent.obs_normalizer = Normalizer.from_dict(meta["normalizers"]["obs"])
+            agent.action_normalizer = Normalizer.from_dict(meta["normalizers"]["action"])
+            agent._load_extra_state(meta["extra"])
+            agent._build()
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: checkpoint metadata is incomplete or invalid ({err!r})") from err
+        for module_name, module in agent._modules().items():
+            prefix = module_name + "."
+            _load_tensors(module, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{path}: '{module_name}'")
+            module.eval()
+        return agent
+
+
+def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    # Not state_dict(): hypnettorch registers each hypernetwork parameter under two names, and
+    # safetensors refuses aliased tensors.  named_parameters() lists each tensor once.
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+@torch.no_grad()
+def _load_tensors(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Strict load of :func:`_named_tensors`: same names, same shapes, or a clear error."""
+    targets = _named_tensors(module)
+    missing, unexpected = sorted(targets.keys() - state.keys()), sorted(state.keys() - targets.keys())
+    if missing or unexpected:
+        raise ValueError(f"{where} weights do not match the saved config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, target in targets.items():
+        if state[name].shape != target.shape:
+            raise ValueError(f"{where} weight {name!r} has shape {tuple(state[name].shape)}, expected {tuple(target.shape)}")
+        target.copy_(state[name])

@@ -1,0 +1,89 @@
+"""Behaviour-cloning MLP baseline: one deterministic ``state -> action`` network."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lwd_gym.agents.base import BaseAgent
+from lwd_gym.data.snippets import SnippetDataset
+from lwd_gym.nn.mlp import mlp
+from lwd_gym.training import fit, steps_for
+
+
+class MLPAgent(BaseAgent):
+    """Behaviour cloning with an MSE loss; it regresses to the *mean* action, so it averages modes.
+
+    :param hidden: hidden layer widths.
+    :param batch_size: mini-batch size.
+    :param lr: learning rate.
+    :param epochs: passes over all (state, action) pairs unless ``learn`` gets ``steps``.
+    :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    :param seed: seeds initialisation and data order.
+    """
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (256, 256),
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        epochs: int = 100,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        action_horizon: int = 1,
+    ) -> None:
+        # A plan is a single action, so action_horizon only matters for API symmetry.
+        super().__init__(action_horizon=action_horizon, device=device, seed=seed)
+        self.hidden = [int(h) for h in hidden]
+        self.batch_size, self.lr, self.epochs = int(batch_size), float(lr), int(epochs)
+        self.net: nn.Module | None = None
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "hidden": self.hidden, "batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs}
+
+    def _build(self) -> None:
+        in_dim = self.state_space.shape[0] + (self.num_tasks if self.num_tasks > 1 else 0)
+        self.net = mlp(in_dim, self.hidden, self.action_space.shape[0], nn.ReLU).to(self.device)
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def _inputs(self, states: torch.Tensor, tasks: torch.Tensor | None) -> torch.Tensor:
+        if self.num_tasks == 1:
+            return states
+        return torch.cat([states, F.one_hot(tasks, self.num_tasks).to(states.dtype)], dim=-1)
+
+    def learn(self, dataset: Any, *, steps: int | None = None, progress_bar: bool = True) -> MLPAgent:
+        """Fit on every (state, action) pair of the dataset(s); returns ``self``."""
+        demos = self._prepare(dataset)
+        pairs = SnippetDataset(demos, 1, self.obs_normalizer, self.action_normalizer)
+        generator = torch.Generator().manual_seed(self.seed)
+
+        def loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            states = batch["states"][:, 0]
+            return F.mse_loss(self.net(self._inputs(states, batch["task"] if self.num_tasks > 1 else None)), batch["actions"][:, 0])
+
+        fit(
+            self.net,
+            loss,
+            pairs,
+            steps=steps or steps_for(self.epochs, len(pairs), self.batch_size),
+            batch_size=self.batch_size,
+            lr=self.lr,
+            generator=generator,
+            device=self.device,
+            desc="MLP (BC)",
+            progress=progress_bar,
+        )
+        self.reset()
+        return self
+
+    def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
+        pass  # the policy is fixed: nothing to re-plan
+
+    def _act(self, states: torch.Tensor, tasks: torch.Tensor | None, steps: np.ndarray) -> torch.Tensor:
+        return self.net(self._inputs(states, tasks))

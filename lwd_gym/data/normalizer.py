@@ -1,0 +1,50 @@
+"""Per-dimension standardisation of observations, actions and latents."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Normalizer:
+    """``(x - mean) / std`` per dimension; dimensions that never vary keep ``std = 1``.
+
+    Works on numpy arrays and torch tensors (last axis = features).  Serialised as plain
+    lists in a checkpoint's JSON: float32 values round-trip exactly through ``repr``.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, data: np.ndarray | torch.Tensor) -> Normalizer:
+        """Statistics over every axis but the last."""
+        x = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+        x = x.reshape(-1, x.shape[-1]).astype(np.float64)
+        std = x.std(axis=0)
+        # A constant feature carries no information; dividing by ~0 would turn any test-time
+        # deviation into a huge input.
+        std[std < 1e-6] = 1.0
+        return cls(x.mean(axis=0).astype(np.float32), std.astype(np.float32))
+
+    def _stats(self, like):
+        if isinstance(like, torch.Tensor):
+            return (torch.as_tensor(self.mean, device=like.device, dtype=like.dtype), torch.as_tensor(self.std, device=like.device, dtype=like.dtype))
+        return self.mean, self.std
+
+    def normalize(self, x):
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def unnormalize(self, x):
+        mean, std = self._stats(x)
+        return x * std + mean
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalizer:
+        return cls(np.asarray(d["mean"], dtype=np.float32), np.asarray(d["std"], dtype=np.float32))

@@ -1,0 +1,17 @@
+"""Neural building blocks shared by the agents."""
+from lwd_gym.nn.diffusion import ConditionalDiffusion
+from lwd_gym.nn.generated_policy import GeneratedMLP
+from lwd_gym.nn.hypernet import HYPERNET_PRESETS, HypernetDecoder
+from lwd_gym.nn.unet1d import UNET_PRESETS, ConditionalUnet1D
+from lwd_gym.nn.vae import PolicyVAE, SnippetEncoder
+
+__all__ = [
+    "ConditionalDiffusion",
+    "ConditionalUnet1D",
+    "GeneratedMLP",
+    "HYPERNET_PRESETS",
+    "HypernetDecoder",
+    "PolicyVAE",
+    "SnippetEncoder",
+    "UNET_PRESETS",
+]

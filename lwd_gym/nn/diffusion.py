@@ -1,0 +1,78 @@
+"""Conditional DDPM over fixed-shape samples ``[C, L]``: training loss and sampling loop.
+
+LWD diffuses policy latents (laid out as ``[C, L]``); the same class serves any agent that
+diffuses a fixed-shape tensor.  Noise schedules and update rules come from ``diffusers``
+schedulers; the model knows nothing about them, so the sampler is a short readable loop.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+
+from lwd_gym.nn.unet1d import ConditionalUnet1D
+
+#: Sampler names accepted by :meth:`ConditionalDiffusion.sample`; all share the trained model.
+SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
+
+
+class ConditionalDiffusion(nn.Module):
+    """An epsilon-prediction diffusion model ``p(x | cond)`` with a :class:`ConditionalUnet1D` denoiser.
+
+    :param sample_shape: ``(C, L)`` of one sample.
+    :param cond_dim: global condition size (0: unconditional).
+    :param size: UNet preset (see :data:`~lwd_gym.nn.unet1d.UNET_PRESETS`).
+    :param num_train_timesteps: DDPM training steps.
+    """
+
+    def __init__(self, sample_shape: Sequence[int], cond_dim: int, size: str = "s", num_train_timesteps: int = 100, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+        self.cond_dim = int(cond_dim)
+        self.denoiser = ConditionalUnet1D(self.sample_shape[0], self.cond_dim, size=size, kernel_size=kernel_size)
+        # Inputs are normalised by the caller, so no clipping to [-1, 1] (diffusers' default).
+        self.train_scheduler = DDPMScheduler(
+            num_train_timesteps=num_train_timesteps,
+            beta_schedule="squaredcos_cap_v2",
+            prediction_type="epsilon",
+            clip_sample=False,
+        )
+        self._samplers: dict[str, object] = {}
+
+    def loss(self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Denoising MSE on ``x0 [B, C, L]`` at uniformly drawn timesteps."""
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
+        noisy = self.train_scheduler.add_noise(x0, noise, t)
+        return torch.mean((self.denoiser(noisy, t, cond) - noise) ** 2)
+
+    def _sampler(self, name: str):
+        if name not in SAMPLERS:
+            raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SAMPLERS)}")
+        if name not in self._samplers:
+            self._samplers[name] = SAMPLERS[name].from_config(self.train_scheduler.config)
+        return self._samplers[name]
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor | None,
+        num_samples: int,
+        *,
+        num_inference_steps: int = 10,
+        scheduler: str = "ddim",
+        generator: torch.Generator | list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """Draw ``num_samples`` samples ``[N, C, L]``; ``generator`` may be a list (one per sample)."""
+        device = next(self.parameters()).device
+        sampler = self._sampler(scheduler)
+        sampler.set_timesteps(num_inference_steps, device=device)
+        x = randn_tensor((num_samples, *self.sample_shape), generator=generator, device=device)
+        x = x * sampler.init_noise_sigma
+        for t in sampler.timesteps:
+            eps = self.denoiser(sampler.scale_model_input(x, t), t, cond)
+            x = sampler.step(eps, t, x, generator=generator).prev_sample
+        return x
