@@ -42,7 +42,7 @@ class LWDAgent(BaseAgent):
     :param condition_on: what the latent diffusion is conditioned on: ``"obs"`` (the state when
         the policy is sampled), ``"task"`` (one-hot task id), ``"obs+task"`` or ``"none"``.
     :param num_inference_steps: denoising steps per sample.
-    :param scheduler: sampler, ``"ddim"``, ``"ddpm"`` or ``"dpm"`` (DPM-Solver++).
+    :param scheduler: sampler, ``"ddim"`` or ``"ddpm"``.
     :param batch_size: mini-batch size of both training stages.
     :param vae_lr: learning rate of the VAE.
     :param diffusion_lr: learning rate of the denoiser.
@@ -173,7 +173,7 @@ class LWDAgent(BaseAgent):
         vae_steps = vae_steps or steps_for(self.vae_epochs, len(snippets), self.batch_size)
         fit(
             self.vae,
-            lambda b: self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng),
+            lambda b: self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng, b["mask"]),
             snippets,
             steps=vae_steps,
             batch_size=self.batch_size,
@@ -184,9 +184,9 @@ class LWDAgent(BaseAgent):
             progress=progress_bar,
         )
         latents, conds = self._encode_snippets(snippets)
-        # Standardised latents let the DDPM run without sample clipping (as Stable Diffusion
-        # scales its VAE latents); statistics are kept to map samples back.
-        self.latent_normalizer = Normalizer.fit(latents)
+        # Latents scaled to [-1, 1] per dimension, the range the DDPM clips its x0 estimate to;
+        # the statistics are kept to map samples back.
+        self.latent_normalizer = Normalizer.fit(latents, mode="minmax")
         data = TensorBatches(x0=self.latent_normalizer.normalize(latents).view(-1, *self.diffusion.sample_shape), **conds)
         ema = copy.deepcopy(self.diffusion)
         fit(

@@ -11,6 +11,9 @@ import torch
 class Normalizer:
     """``(x - mean) / std`` per dimension; dimensions that never vary keep ``std = 1``.
 
+    ``fit(x)`` standardises; ``fit(x, mode="minmax")`` picks ``mean``/``std`` as the centre and
+    half-range so the data map to ``[-1, 1]`` (what a DDPM with sample clipping expects).
+
     Works on numpy arrays and torch tensors (last axis = features).  Serialised as plain
     lists in a checkpoint's JSON: float32 values round-trip exactly through ``repr``.
     """
@@ -19,15 +22,21 @@ class Normalizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, data: np.ndarray | torch.Tensor) -> Normalizer:
-        """Statistics over every axis but the last."""
+    def fit(cls, data: np.ndarray | torch.Tensor, mode: str = "standard") -> Normalizer:
+        """Statistics over every axis but the last; ``mode`` is ``"standard"`` or ``"minmax"``."""
         x = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
         x = x.reshape(-1, x.shape[-1]).astype(np.float64)
-        std = x.std(axis=0)
+        if mode == "standard":
+            mean, std = x.mean(axis=0), x.std(axis=0)
+        elif mode == "minmax":
+            low, high = x.min(axis=0), x.max(axis=0)
+            mean, std = (high + low) / 2, (high - low) / 2
+        else:
+            raise ValueError(f"unknown normalizer mode {mode!r}; use 'standard' or 'minmax'")
         # A constant feature carries no information; dividing by ~0 would turn any test-time
         # deviation into a huge input.
         std[std < 1e-6] = 1.0
-        return cls(x.mean(axis=0).astype(np.float32), std.astype(np.float32))
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def _stats(self, like):
         if isinstance(like, torch.Tensor):

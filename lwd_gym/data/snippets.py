@@ -2,9 +2,11 @@
 
 All steps of all episodes sit in one flat tensor (that *is* the dataset); a snippet is just
 its start row, so memory stays O(steps) however many overlapping windows there are.
-Padding policy: none.  A window lies entirely inside one episode, so episodes shorter than
-``snippet_length`` contribute no snippet (and a dataset without any long-enough episode is an
-error).
+Padding policy: episodes shorter than ``snippet_length`` are skipped (they cannot fill one
+snippet; a dataset without any long-enough episode is an error).  In the others a snippet
+starts at *every* step; past the episode's end it repeats the last (state, action) and its
+``mask`` is false there, so losses can ignore the padding.  Starting windows at every step
+matters because agents re-plan from states late in an episode too.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from lwd_gym.data.normalizer import Normalizer
 
 
 class SnippetDataset(Dataset):
-    """Normalised snippets ``{"states": [H, o], "actions": [H, a], "task": ()}``.
+    """Normalised snippets ``{"states": [H, o], "actions": [H, a], "mask": [H], "task": ()}``.
 
     :param demos: episodes from :func:`~lwd_gym.data.load_demonstrations`.
     :param snippet_length: steps per snippet ``H``.
@@ -39,9 +41,9 @@ class SnippetDataset(Dataset):
         self.actions = torch.from_numpy(action_normalizer.normalize(np.concatenate(demos.actions)).astype(np.float32))
         self.step_tasks = torch.from_numpy(np.repeat(demos.tasks, lengths))
         episode_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        self.starts = torch.from_numpy(
-            np.concatenate([s + np.arange(n - snippet_length + 1) for s, n in zip(episode_starts, lengths) if n >= snippet_length])
-        )
+        long_enough = lengths >= snippet_length
+        self.starts = torch.from_numpy(np.concatenate([s + np.arange(n) for s, n in zip(episode_starts[long_enough], lengths[long_enough])]))
+        self.ends = torch.from_numpy(np.repeat(episode_starts[long_enough] + lengths[long_enough] - 1, lengths[long_enough]))
         self._offsets = torch.arange(snippet_length)
 
     def __len__(self) -> int:
@@ -49,9 +51,11 @@ class SnippetDataset(Dataset):
 
     def get_batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gather a batch of snippets at once (one indexing op, no per-item Python)."""
-        start = self.starts[index]
+        start, end = self.starts[index], self.ends[index]
         rows = start[:, None] + self._offsets
-        return {"states": self.states[rows], "actions": self.actions[rows], "task": self.step_tasks[start]}
+        mask = rows <= end[:, None]
+        rows = torch.minimum(rows, end[:, None])
+        return {"states": self.states[rows], "actions": self.actions[rows], "mask": mask, "task": self.step_tasks[start]}
 
     # DataLoader's batched fetch path uses __getitems__ when present.
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:

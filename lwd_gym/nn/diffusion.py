@@ -1,4 +1,4 @@
-"""Conditional DDPM over fixed-shape samples ``[C, L]``: training loss and sampling loop.
+"""Conditional DDPM over fixed-shape samples ``[C, L]`` scaled to ``[-1, 1]``: loss and sampler.
 
 LWD diffuses policy latents (laid out as ``[C, L]``); the same class serves any agent that
 diffuses a fixed-shape tensor.  Noise schedules and update rules come from ``diffusers``
@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from lwd_gym.nn.unet1d import ConditionalUnet1D
 
 #: Sampler names accepted by :meth:`ConditionalDiffusion.sample`; all share the trained model.
-SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
+#: (diffusers' DPM-Solver++ ignores ``clip_sample`` and was seen to diverge on these models.)
+SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
 
 
 class ConditionalDiffusion(nn.Module):
@@ -33,12 +34,14 @@ class ConditionalDiffusion(nn.Module):
         self.sample_shape = tuple(int(s) for s in sample_shape)
         self.cond_dim = int(cond_dim)
         self.denoiser = ConditionalUnet1D(self.sample_shape[0], self.cond_dim, size=size, kernel_size=kernel_size)
-        # Inputs are normalised by the caller, so no clipping to [-1, 1] (diffusers' default).
+        # Callers scale samples to [-1, 1] and the predicted x0 is clipped there (as in Diffusion
+        # Policy): without it, the first DDPM step from t=T-1 (beta capped at 0.999) amplifies
+        # the noise-prediction error ~30x and some samples blow up.
         self.train_scheduler = DDPMScheduler(
             num_train_timesteps=num_train_timesteps,
             beta_schedule="squaredcos_cap_v2",
             prediction_type="epsilon",
-            clip_sample=False,
+            clip_sample=True,
         )
         self._samplers: dict[str, object] = {}
 

@@ -54,12 +54,20 @@ class PolicyVAE(nn.Module):
         self.encoder = SnippetEncoder(snippet_length, state_dim, action_dim, latent_dim)
         self.decoder = HypernetDecoder(latent_dim, self.policy, hypernet_size)
 
-    def loss(self, states: torch.Tensor, actions: torch.Tensor, kl_coef: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """Negative ELBO with a tiny KL weight, for a batch of snippets ``[B, H, ...]``."""
+    def loss(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        kl_coef: float,
+        generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Negative ELBO with a tiny KL weight for snippets ``[B, H, ...]``; ``mask [B, H]`` drops padded steps."""
         mu, logvar = self.encoder(states, actions)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
         predicted = self.policy(self.decoder(z), states)
-        bc = torch.mean((predicted - actions) ** 2)
+        error = ((predicted - actions) ** 2).mean(dim=-1)
+        bc = error.mean() if mask is None else (error * mask).sum() / mask.sum()
         kl = torch.mean(-0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1))
         return bc + kl_coef * kl, {"bc": bc.item(), "kl": kl.item()}

@@ -1,0 +1,29 @@
+"""lwd-gym: Latent Weight Diffusion (LWD) and its baselines behind a Gymnasium/SB3-style API.
+
+Importing the package registers the built-in environment ``lwd_gym/Bimodal-v0``.
+"""
+__version__ = "0.1.0"
+
+from lwd_gym import envs  # noqa: E402,F401  (registers the Gymnasium environments)
+from lwd_gym.agents import BaseAgent, LWDAgent, MLPAgent  # noqa: E402
+from lwd_gym.data import Normalizer, SnippetDataset, load_demonstrations  # noqa: E402
+from lwd_gym.envs import BimodalEnv, BimodalExpert, make_bimodal_dataset  # noqa: E402
+from lwd_gym.evaluation import evaluate, summarize  # noqa: E402
+from lwd_gym.registry import available, make, register  # noqa: E402
+
+__all__ = [
+    "BaseAgent",
+    "BimodalEnv",
+    "BimodalExpert",
+    "LWDAgent",
+    "MLPAgent",
+    "Normalizer",
+    "SnippetDataset",
+    "available",
+    "evaluate",
+    "load_demonstrations",
+    "make",
+    "make_bimodal_dataset",
+    "register",
+    "summarize",
+]

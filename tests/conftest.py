@@ -1,0 +1,39 @@
+"""Shared fixtures: every test writes Minari data under its own tmp dir; one trained LWD agent per session."""
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def minari_dir(tmp_path, monkeypatch):
+    """Keep Minari datasets inside the test's tmp dir (never the user's ~/.minari)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    return tmp_path / "minari"
+
+
+@pytest.fixture(scope="session")
+def session_minari_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("minari-session")
+
+
+@pytest.fixture(scope="session")
+def bimodal_dataset(session_minari_dir):
+    from lwd_gym.envs import make_bimodal_dataset
+
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(session_minari_dir)
+    try:
+        yield make_bimodal_dataset(200, seed=0, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+@pytest.fixture(scope="session")
+def trained_lwd(bimodal_dataset):
+    """LWD trained on the two-paths demonstrations with the demo's settings."""
+    from lwd_gym.demo import demo_agents
+
+    return demo_agents(seed=0, device="cpu")["LWD"].learn(bimodal_dataset, progress_bar=False)
