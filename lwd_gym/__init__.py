@@ -10,6 +10,7 @@ from lwd_gym.data import Normalizer, SnippetDataset, load_demonstrations  # noqa
 from lwd_gym.envs import BimodalEnv, BimodalExpert, make_bimodal_dataset  # noqa: E402
 from lwd_gym.evaluation import evaluate, summarize  # noqa: E402
 from lwd_gym.registry import available, make, register  # noqa: E402
+from lwd_gym.wrappers import TaskId  # noqa: E402
 
 __all__ = [
     "BaseAgent",
@@ -19,6 +20,7 @@ __all__ = [
     "MLPAgent",
     "Normalizer",
     "SnippetDataset",
+    "TaskId",
     "available",
     "evaluate",
     "load_demonstrations",

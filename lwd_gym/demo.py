@@ -29,7 +29,7 @@ def demo_agents(seed: int, device: str) -> dict[str, Any]:
             policy_hidden=(128, 128),
             diffusion_size="xs",
             vae_lr=1e-3,
-            diffusion_lr=1e-3,
+            diffusion_lr=3e-3,
             vae_epochs=25,
             diffusion_epochs=25,
             device=device,

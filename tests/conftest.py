@@ -37,3 +37,14 @@ def trained_lwd(bimodal_dataset):
     from lwd_gym.demo import demo_agents
 
     return demo_agents(seed=0, device="cpu")["LWD"].learn(bimodal_dataset, progress_bar=False)
+
+
+@pytest.fixture
+def tiny_datasets():
+    """Two 5-episode task datasets of the two-paths expert (cheap inputs for shape/error tests)."""
+    from lwd_gym.envs import make_bimodal_dataset
+
+    return [
+        make_bimodal_dataset(5, seed=0, dataset_id="lwd/tiny/left-v0", side=-1, progress=False),
+        make_bimodal_dataset(5, seed=1, dataset_id="lwd/tiny/right-v0", side=1, progress=False),
+    ]

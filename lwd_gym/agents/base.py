@@ -28,6 +28,7 @@ from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
 from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.utils import get_device, seed_everything
+from lwd_gym.wrappers.task_id import with_task_id
 
 SelfAgent = TypeVar("SelfAgent", bound="BaseAgent")
 
@@ -95,12 +96,7 @@ class BaseAgent(ABC):
 
     def _set_spaces(self, state_space: gym.spaces.Box, action_space: gym.spaces.Box, num_tasks: int) -> None:
         self.state_space, self.action_space, self.num_tasks = state_space, action_space, int(num_tasks)
-        if self.num_tasks > 1:
-            low = np.concatenate([state_space.low, np.zeros(num_tasks, state_space.dtype)])
-            high = np.concatenate([state_space.high, np.ones(num_tasks, state_space.dtype)])
-            self.observation_space = gym.spaces.Box(low, high, dtype=state_space.dtype)
-        else:
-            self.observation_space = state_space
+        self.observation_space = with_task_id(state_space, num_tasks) if self.num_tasks > 1 else state_space
 
     @abstractmethod
     def _build(self) -> None:
