@@ -108,9 +108,9 @@ def test_task_conditioned_agent_follows_the_task_id(tmp_path):
     right = make_bimodal_dataset(40, seed=2, dataset_id="lwd/bimodal/right-v0", side=1, progress=False)
     agent = LWDAgent(
         action_horizon=16, latent_dim=32, hypernet_size="xs", policy_hidden=(64, 64),
-        diffusion_size="xs", condition_on="obs+task", vae_lr=1e-3, diffusion_lr=1e-3, device="cpu", seed=0,
+        diffusion_size="xs", condition_on="obs+task", vae_lr=1e-3, diffusion_lr=3e-3, device="cpu", seed=0,
     )
-    agent.learn([left, right], vae_steps=250, diffusion_steps=150, progress_bar=False)
+    agent.learn([left, right], vae_steps=300, diffusion_steps=300, progress_bar=False)
     assert agent.observation_space.shape == (4,)
     for task, expected_side in ((0, -1), (1, 1)):
         env = TaskId(gym.make(ENV_ID), task, 2)
@@ -123,7 +123,10 @@ def test_task_conditioned_agent_follows_the_task_id(tmp_path):
                 if terminated or truncated:
                     break
             sides.append(info["side"])
-        assert np.mean(np.array(sides) == expected_side) >= 0.8, (task, sides)
+        sides = np.array(sides)
+        # An agent ignoring the task id would pass on the wrong side about half of the time.
+        assert not np.any(sides == -expected_side), (task, sides)
+        assert np.mean(sides == expected_side) >= 0.7, (task, sides)
 
 
 @pytest.mark.parametrize("condition_on, cond_dim", [("obs", 2), ("none", 0), ("task", 2), ("obs+task", 4)])
