@@ -137,3 +137,9 @@ def test_every_conditioning_mode_trains_and_acts(condition_on, cond_dim, tiny_da
     obs = np.array([[0.0, -0.5, 1.0, 0.0], [0.1, -0.5, 0.0, 1.0]], dtype=np.float32)
     action, _ = agent.predict(obs, episode_start=np.array([True, True]))
     assert action.shape == (2, 2)
+
+
+def test_learn_accepts_dataset_ids(tiny_datasets):
+    agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
+    assert agent.learn(["lwd/tiny/left-v0", "lwd/tiny/right-v0"], vae_steps=1, diffusion_steps=1, progress_bar=False) is agent
+    assert agent.num_tasks == 2 and agent.observation_space.shape == (4,)

@@ -110,20 +110,27 @@ def _stack(items: list[Any], what: str) -> Any:
 def write_minari_dataset(
     dataset_id: str,
     buffers: list[EpisodeBuffer],
-    env: gym.Env | gym.envs.registration.EnvSpec | str,
+    env: gym.Env | gym.envs.registration.EnvSpec | str | None = None,
     *,
     overwrite: bool = True,
+    observation_space: gym.spaces.Space | None = None,
+    action_space: gym.spaces.Space | None = None,
     **metadata: Any,
 ) -> minari.MinariDataset:
     """Write ``buffers`` as the local Minari dataset ``dataset_id`` and load it back.
 
     ``env`` should come from ``gymnasium.make`` (or be a spec/id) so the dataset records the
-    env spec and ``recover_environment()`` works. ``metadata`` goes to
-    :func:`minari.create_dataset_from_buffers` (``algorithm_name``, ``author``, ...).
+    env spec and ``recover_environment()`` works. Data imported without an env (``env=None``)
+    must give both ``observation_space`` and ``action_space``; given with an env, they override
+    the env's spaces. ``metadata`` goes to :func:`minari.create_dataset_from_buffers`
+    (``algorithm_name``, ``author``, ``description``, ...).
     With ``overwrite`` an existing dataset with this id is replaced.
     """
     if not buffers:
         raise ValueError("no episodes to write (did every episode fail? use keep_failures=True)")
+    if env is None and (observation_space is None or action_space is None):
+        # Checked before the overwrite below removes an existing dataset (Minari checks too late).
+        raise ValueError("without an env, both observation_space and action_space must be given")
     path = get_dataset_path(dataset_id)
     if path.exists():
         if not overwrite:
@@ -136,7 +143,12 @@ def write_minari_dataset(
             # Minari nags about every optional metadata field left as None (code_permalink, ...),
             # which is noise for a locally generated dataset.
             warnings.filterwarnings("ignore", message=r"`\w+` is set to None", category=UserWarning)
-            minari.create_dataset_from_buffers(dataset_id, buffers, env=env, **metadata)
+            if env is None:
+                # Imported data has no env by design; Minari's warning about it is noise too.
+                warnings.filterwarnings("ignore", message="env_spec is None", category=UserWarning)
+            minari.create_dataset_from_buffers(
+                dataset_id, buffers, env=env, observation_space=observation_space, action_space=action_space, **metadata
+            )
     except BaseException:
         # Don't leave a half-written dataset behind: it would block the next attempt.
         shutil.rmtree(path, ignore_errors=True)
