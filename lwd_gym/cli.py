@@ -15,6 +15,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect(args: argparse.Namespace) -> int:
+    from lwd_gym.data.sources import available_sources, collect, get_source
+
+    if args.list or args.env is None:
+        for name in available_sources():
+            source = get_source(name)
+            extra = f"  [needs lwd-gym[{source.extra}]]" if source.extra else ""
+            print(f"{name:32s} -> {source.dataset_id}{extra}\n    {source.description}")
+        return 0
+    dataset, success_rate = collect(
+        args.env, args.episodes, args.seed, dataset_id=args.out, keep_failures=args.keep_failures, progress=not args.quiet
+    )
+    print(f"expert success rate on {args.env}: {success_rate:.1%} over {args.episodes} episodes (seeds {args.seed}..{args.seed + args.episodes - 1})")
+    print(f"wrote Minari dataset {dataset.spec.dataset_id!r}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lwd-gym", description="Latent Weight Diffusion for Gymnasium")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -25,8 +42,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--device", default="auto")
     demo.add_argument("--out", default=None, help="directory to save the trained checkpoints in")
     demo.set_defaults(func=_demo)
+    col = sub.add_parser("collect", help="roll a scripted expert in ENV and write a local Minari dataset")
+    col.add_argument("env", nargs="?", help="demonstration source, e.g. bimodal, metaworld/reach (see --list)")
+    col.add_argument("--episodes", type=int, default=100)
+    col.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    col.add_argument("--out", default=None, help="Minari dataset id (default: the source's)")
+    col.add_argument("--keep-failures", action="store_true", help="also write episodes the expert failed")
+    col.add_argument("--list", action="store_true", help="list the available sources")
+    col.add_argument("--quiet", action="store_true", help="no progress bar")
+    col.set_defaults(func=_collect)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, ImportError, FileNotFoundError, RuntimeError) as err:
+        # Bad input from the command line is the user's to fix: a message, not a traceback.
+        parser.exit(2, f"lwd-gym {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,14 @@ from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.importers import import_diffusion_policy_zarr, import_robomimic_hdf5
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
+from lwd_gym.data.sources import DemoSource, available_sources, collect, get_source, register_source
 
 __all__ = [
+    "DemoSource",
+    "available_sources",
+    "collect",
+    "get_source",
+    "register_source",
     "Demonstrations",
     "Normalizer",
     "SnippetDataset",

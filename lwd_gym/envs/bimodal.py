@@ -259,3 +259,19 @@ def make_bimodal_dataset(
         )
     finally:
         env.close()
+
+
+def demo_sources() -> list:
+    """``lwd-gym collect bimodal``: the scripted two-paths expert (see :mod:`lwd_gym.data.sources`)."""
+    from lwd_gym.data.sources import DemoSource
+
+    return [
+        DemoSource(
+            name="bimodal",
+            make_env=lambda: gym.make(ENV_ID),
+            make_expert=lambda env: BimodalExpert(),
+            dataset_id="lwd/bimodal/expert-v0",
+            episode_info=lambda expert: {"expert_side": expert.side},
+            description="BimodalEnv: a scripted expert passes the obstacle on the left or right (infos['expert_side']).",
+        )
+    ]
