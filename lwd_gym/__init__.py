@@ -5,10 +5,10 @@ Importing the package registers the built-in environment ``lwd_gym/Bimodal-v0``.
 __version__ = "0.1.0"
 
 from lwd_gym import envs  # noqa: E402,F401  (registers the Gymnasium environments)
-from lwd_gym.agents import BaseAgent, LWDAgent, MLPAgent  # noqa: E402
+from lwd_gym.agents import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent  # noqa: E402
 from lwd_gym.data import Normalizer, SnippetDataset, load_demonstrations  # noqa: E402
 from lwd_gym.envs import BimodalEnv, BimodalExpert, make_bimodal_dataset  # noqa: E402
-from lwd_gym.evaluation import evaluate, summarize  # noqa: E402
+from lwd_gym.evaluation import EvalResult, compare, evaluate  # noqa: E402
 from lwd_gym.registry import available, make, register  # noqa: E402
 from lwd_gym.wrappers import TaskId  # noqa: E402
 
@@ -16,16 +16,20 @@ __all__ = [
     "BaseAgent",
     "BimodalEnv",
     "BimodalExpert",
+    "DPAgent",
+    "EvalResult",
+    "LDPAgent",
     "LWDAgent",
     "MLPAgent",
+    "RandomAgent",
     "Normalizer",
     "SnippetDataset",
     "TaskId",
     "available",
+    "compare",
     "evaluate",
     "load_demonstrations",
     "make",
     "make_bimodal_dataset",
     "register",
-    "summarize",
 ]

@@ -5,6 +5,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import gymnasium
+
 
 def _demo(args: argparse.Namespace) -> int:
     from lwd_gym.demo import format_table, run_demo
@@ -32,6 +34,32 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from lwd_gym import BaseAgent, TaskId, evaluate
+
+    agent = BaseAgent.load(args.checkpoint, device=args.device)
+    if args.action_horizon is not None:
+        agent.action_horizon = args.action_horizon
+    env: object = args.env
+    if agent.num_tasks > 1:
+        if args.task_id is None:
+            raise ValueError(f"{args.checkpoint} holds a {agent.num_tasks}-task agent: pass --task-id")
+        import gymnasium as gym
+
+        def env() -> gym.Env:  # the agent reads its task from a one-hot appended to the observation
+            return TaskId(gym.make(args.env), args.task_id, agent.num_tasks)
+
+        env.__name__ = f"{args.env}[task {args.task_id}]"
+    result = evaluate(
+        agent, env, args.episodes, seed=args.seed, n_envs=args.n_envs, deterministic=args.deterministic, progress=not args.quiet
+    )
+    print(result)
+    if args.json:
+        result.to_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lwd-gym", description="Latent Weight Diffusion for Gymnasium")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,10 +79,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     col.add_argument("--list", action="store_true", help="list the available sources")
     col.add_argument("--quiet", action="store_true", help="no progress bar")
     col.set_defaults(func=_collect)
+    ev = sub.add_parser("eval", help="evaluate a saved agent (any lwd-gym checkpoint) on a Gymnasium env")
+    ev.add_argument("checkpoint", help="file written by agent.save()")
+    ev.add_argument("env", help="Gymnasium env id, e.g. lwd_gym/Bimodal-v0")
+    ev.add_argument("--episodes", type=int, default=50)
+    ev.add_argument("--seed", type=int, default=0, help="episode k is reset with seed + k")
+    ev.add_argument("--n-envs", type=int, default=8, help="parallel envs (results do not depend on it)")
+    ev.add_argument("--action-horizon", type=int, default=None, help="override the agent's action horizon")
+    ev.add_argument("--task-id", type=int, default=None, help="task of a multi-task agent (appended as a one-hot)")
+    ev.add_argument("--deterministic", action="store_true")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", default=None, help="also write the EvalResult (with every episode) to this JSON file")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_eval)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, ImportError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, ImportError, FileNotFoundError, RuntimeError, gymnasium.error.Error) as err:
         # Bad input from the command line is the user's to fix: a message, not a traceback.
         parser.exit(2, f"lwd-gym {args.command}: error: {err}\n")
 

@@ -54,7 +54,10 @@ def run_demo(
         agent.learn(dataset, progress_bar=progress)
         if out_dir is not None:
             agent.save(Path(out_dir) / f"{type(agent).__name__.lower()}.ckpt")
-        records = evaluate(agent, ENV_ID, eval_episodes, num_envs=10, seed=10_000 + seed, info_keys=("side", "is_collision"), progress=progress)
+        result = evaluate(
+            agent, ENV_ID, eval_episodes, seed=10_000 + seed, n_envs=10, info_keys=("side", "is_collision"), count_flops=False, progress=progress
+        )
+        records = result.episodes
         side = np.array([r["side"] for r in records])
         rows[name] = {
             "success": float(np.mean([r["is_success"] for r in records])),

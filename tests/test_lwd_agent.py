@@ -8,9 +8,9 @@ from lwd_gym.demo import ENV_ID
 
 
 def test_learns_both_modes_of_the_bimodal_task(trained_lwd):
-    records = evaluate(trained_lwd, ENV_ID, 100, num_envs=10, seed=123, info_keys=("side",), progress=False)
-    side = np.array([r["side"] for r in records])
-    success = np.mean([r["is_success"] for r in records])
+    result = evaluate(trained_lwd, ENV_ID, 100, seed=123, n_envs=10, info_keys=("side",), count_flops=False, progress=False)
+    side = np.array([r["side"] for r in result.episodes])
+    success = result.success_rate
     assert success >= 0.9, f"success {success:.2f}"
     assert np.mean(side < 0) >= 0.25 and np.mean(side > 0) >= 0.25, f"left {np.mean(side < 0):.2f}, right {np.mean(side > 0):.2f}"
 

@@ -13,8 +13,10 @@ observation and ``predict`` keeps SB3's signature.
 """
 from __future__ import annotations
 
+import copy
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -43,6 +45,13 @@ class BaseAgent(ABC):
 
     #: every concrete agent class by name, so :meth:`load` can rebuild the right one.
     agent_classes: ClassVar[dict[str, type[BaseAgent]]] = {}
+    #: whether a plan is a diffusion query (reported per episode by :func:`lwd_gym.evaluate`).
+    plans_with_diffusion: ClassVar[bool] = False
+    #: how actions are normalised for training: ``"standard"``, or ``"minmax"`` to ``[-1, 1]``
+    #: for agents that diffuse actions (their DDPM clips samples to that range).
+    action_normalization: ClassVar[str] = "standard"
+    #: observations per environment a plan is conditioned on (the latest last).
+    n_obs_steps: int = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -60,8 +69,13 @@ class BaseAgent(ABC):
         self.action_normalizer: Normalizer | None = None
         #: total number of (per-environment) re-plans made by ``predict``.
         self.num_replans = 0
+        #: which environments re-planned in the last ``predict`` call.
+        self.last_replanned = np.zeros(0, dtype=bool)
         self._rng = torch.Generator(self.device).manual_seed(self.seed)
         self._steps: np.ndarray | None = None
+        self._env_rngs: list[torch.Generator] = []
+        self._env_seeds: list[int] = []
+        self._history: torch.Tensor | None = None  # [n_envs, n_obs_steps, state_dim], normalised
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -72,7 +86,15 @@ class BaseAgent(ABC):
     def action_horizon(self, value: int) -> None:
         if int(value) != value or value < 1:
             raise ValueError(f"action_horizon must be a positive integer, got {value!r}")
+        limit = self.max_action_horizon
+        if limit is not None and value > limit:
+            raise ValueError(f"action_horizon={value} exceeds what this {type(self).__name__} can execute per plan ({limit})")
         self._action_horizon = int(value)
+
+    @property
+    def max_action_horizon(self) -> int | None:
+        """Most steps one plan can cover (``None``: unlimited, e.g. a closed-loop policy)."""
+        return None
 
     def _config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-able) that rebuild this agent; subclasses extend it."""
@@ -88,7 +110,7 @@ class BaseAgent(ABC):
         demos = load_demonstrations(dataset)
         self._set_spaces(demos.observation_space, demos.action_space, demos.num_tasks)
         self.obs_normalizer = Normalizer.fit(np.concatenate(demos.observations))
-        self.action_normalizer = Normalizer.fit(np.concatenate(demos.actions))
+        self.action_normalizer = Normalizer.fit(np.concatenate(demos.actions), mode=self.action_normalization)
         seed_everything(self.seed)
         self._rng.manual_seed(self.seed)
         self._build()
@@ -132,11 +154,43 @@ class BaseAgent(ABC):
         self._rng.manual_seed(self.seed)
         self.reset()
 
-    def noise_generators(self, env_ids: np.ndarray, deterministic: bool) -> torch.Generator | list[torch.Generator]:
-        """The agent's generator, or with ``deterministic`` one fixed-seed generator per env."""
-        if not deterministic:
-            return self._rng
-        return [torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + int(i)) for i in env_ids]
+    def _allocate_envs(self, num_envs: int) -> None:
+        self._allocate(num_envs)
+        self._steps = np.full(num_envs, -1, dtype=np.int64)
+        self._history = None
+        # One noise stream per environment, so an environment's plans do not depend on how many
+        # others share the batch; the streams are drawn from the agent's seed.
+        draws = torch.randint(2**62, (num_envs,), generator=self._rng, device=self.device).tolist()
+        self._env_rngs = [torch.Generator(self.device).manual_seed(s) for s in draws]
+        self._env_seeds = [self.seed * 1_000_003 + i for i in range(num_envs)]
+
+    def seed_envs(self, env_ids: Sequence[int], seeds: Sequence[int], num_envs: int | None = None) -> None:
+        """Seed the sampling noise of environments ``env_ids`` (e.g. with their episode seeds).
+
+        :func:`lwd_gym.evaluate` calls this at every episode start, which makes an episode's
+        outcome depend on its seed only, not on which or how many parallel envs run it.
+        ``num_envs`` (the batch size of the next ``predict``) sets up the environments first
+        if needed, which forgets every plan.
+        """
+        if not self.is_trained:
+            raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
+        if num_envs is not None and (self._steps is None or len(self._steps) != num_envs):
+            self._allocate_envs(num_envs)
+        if self._steps is None:
+            raise RuntimeError("seed_envs() needs the number of environments: pass num_envs or call predict() first")
+        for i, s in zip(env_ids, seeds):
+            self._env_seeds[int(i)] = int(s)
+            self._env_rngs[int(i)].manual_seed(int(s))
+
+    def noise_generators(self, env_ids: np.ndarray, deterministic: bool) -> list[torch.Generator]:
+        """One generator per environment in ``env_ids``.
+
+        Stochastic: each environment's own stream.  ``deterministic``: a generator freshly seeded
+        with the environment's seed at every plan, so the same observation gives the same plan.
+        """
+        if deterministic:
+            return [torch.Generator(self.device).manual_seed(self._env_seeds[int(i)]) for i in env_ids]
+        return [self._env_rngs[int(i)] for i in env_ids]
 
     def _check_observation(self, observation: Any) -> tuple[np.ndarray, bool]:
         try:
@@ -190,11 +244,14 @@ class BaseAgent(ABC):
             if starts.shape != (n,):
                 raise ValueError(f"episode_start has {starts.size} entries for {n} observation(s)")
         if self._steps is None or len(self._steps) != n:
-            self._allocate(n)
-            self._steps = np.full(n, -1, dtype=np.int64)
-        replan = starts | (self._steps < 0) | (self._steps >= self.action_horizon)
+            self._allocate_envs(n)
+        new_episode = starts | (self._steps < 0)
+        replan = new_episode | (self._steps >= self.action_horizon)
+        self.last_replanned = replan
         with torch.inference_mode():
             states, tasks = self._split_tasks(torch.as_tensor(obs, device=self.device))
+            if self.n_obs_steps > 1:
+                self._update_history(states, new_episode)
             if replan.any():
                 ids = np.flatnonzero(replan)
                 index = torch.as_tensor(ids, device=self.device)
@@ -205,6 +262,48 @@ class BaseAgent(ABC):
         self._steps += 1
         actions = np.clip(actions.cpu().numpy(), self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
         return (actions[0] if single else actions), None
+
+    def _update_history(self, states: torch.Tensor, new_episode: np.ndarray) -> None:
+        """Append ``states`` to each environment's observation history; a new episode's history
+        is its first observation repeated (Diffusion Policy's padding)."""
+        if self._history is None:
+            self._history = states[:, None].repeat(1, self.n_obs_steps, 1)
+            return
+        self._history = torch.cat([self._history[:, 1:], states[:, None]], dim=1)
+        fresh = torch.as_tensor(new_episode, device=self.device)
+        self._history[fresh] = states[fresh][:, None]
+
+    def flops_per_step(self) -> float:
+        """Floating-point operations per environment step, counted by ``FlopCounterMode``.
+
+        A plan's FLOPs (all denoising steps and decoding included) are amortised over
+        ``action_horizon`` steps and added to the per-step network's (for LWD: the generated MLP).
+        Measured on a copy of the agent with one environment; this agent's plans are untouched.
+        """
+        from torch.utils.flop_counter import FlopCounterMode
+
+        if not self.is_trained:
+            raise RuntimeError("flops_per_step() needs a trained agent")
+        probe = copy.copy(self)  # shares the networks; gets its own plans and noise below
+        probe._rng = torch.Generator(self.device).manual_seed(0)
+        probe._steps = None
+        obs = self._probe_observation()
+        counts = []
+        for start in (True, False):
+            with FlopCounterMode(display=False) as counter:
+                probe.predict(obs, episode_start=np.array([start]), deterministic=True)
+            counts.append(counter.get_total_flops())
+        plan_and_step, step = counts
+        if self.action_horizon == 1:  # every step is a plan
+            return float(plan_and_step)
+        return (plan_and_step - step) / self.action_horizon + step
+
+    def _probe_observation(self) -> np.ndarray:
+        """A typical observation: the mean state (with task 0 for a multi-task agent)."""
+        obs = self.obs_normalizer.mean.astype(np.float32)
+        if self.num_tasks > 1:
+            obs = np.concatenate([obs, np.eye(self.num_tasks, dtype=np.float32)[0]])
+        return obs[None]
 
     # ------------------------------------------------------------------ checkpoints
     def _extra_state(self) -> dict[str, Any]:
@@ -273,3 +372,22 @@ def _load_tensors(module: nn.Module, state: dict[str, torch.Tensor], where: str)
         if state[name].shape != target.shape:
             raise ValueError(f"{where} weight {name!r} has shape {tuple(state[name].shape)}, expected {tuple(target.shape)}")
         target.copy_(state[name])
+
+
+class ActionChunks:
+    """Per-environment open-loop plans (DP, LDP): one chunk of normalised actions per environment,
+    read one step at a time."""
+
+    def __init__(self) -> None:
+        self.chunks: torch.Tensor | None = None  # [n_envs, length, action_dim]
+
+    def allocate(self, num_envs: int, length: int, action_dim: int, device: torch.device) -> None:
+        self.chunks = torch.zeros(num_envs, length, action_dim, device=device)
+
+    def store(self, env_ids: np.ndarray, chunks: torch.Tensor) -> None:
+        self.chunks[torch.as_tensor(env_ids, device=chunks.device)] = chunks
+
+    def at(self, steps: np.ndarray) -> torch.Tensor:
+        """Action ``steps[i]`` of environment ``i``'s chunk, for every environment."""
+        index = torch.as_tensor(steps, device=self.chunks.device)
+        return self.chunks[torch.arange(len(index), device=index.device), index]

@@ -7,6 +7,9 @@ snippet; a dataset without any long-enough episode is an error).  In the others 
 starts at *every* step; past the episode's end it repeats the last (state, action) and its
 ``mask`` is false there, so losses can ignore the padding.  Starting windows at every step
 matters because agents re-plan from states late in an episode too.
+With ``pad_before = k`` windows also start up to ``k`` steps *before* an episode, repeating its
+first (state, action) (masked out), as Diffusion Policy does so that an observation history
+at the first step, padded with copies of the first observation, is seen in training.
 """
 from __future__ import annotations
 
@@ -25,11 +28,16 @@ class SnippetDataset(Dataset):
     :param snippet_length: steps per snippet ``H``.
     :param obs_normalizer: applied to states.
     :param action_normalizer: applied to actions.
+    :param pad_before: windows may start this many steps before an episode (edge-padded).
     """
 
-    def __init__(self, demos: Demonstrations, snippet_length: int, obs_normalizer: Normalizer, action_normalizer: Normalizer) -> None:
+    def __init__(
+        self, demos: Demonstrations, snippet_length: int, obs_normalizer: Normalizer, action_normalizer: Normalizer, *, pad_before: int = 0
+    ) -> None:
         if snippet_length < 1:
             raise ValueError(f"snippet_length must be >= 1, got {snippet_length}")
+        if not 0 <= pad_before < snippet_length:
+            raise ValueError(f"pad_before must be in [0, snippet_length={snippet_length}), got {pad_before}")
         lengths = demos.lengths
         if not (lengths >= snippet_length).any():
             raise ValueError(
@@ -42,8 +50,10 @@ class SnippetDataset(Dataset):
         self.step_tasks = torch.from_numpy(np.repeat(demos.tasks, lengths))
         episode_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         long_enough = lengths >= snippet_length
-        self.starts = torch.from_numpy(np.concatenate([s + np.arange(n) for s, n in zip(episode_starts[long_enough], lengths[long_enough])]))
-        self.ends = torch.from_numpy(np.repeat(episode_starts[long_enough] + lengths[long_enough] - 1, lengths[long_enough]))
+        begins, counts = episode_starts[long_enough], lengths[long_enough] + pad_before
+        self.starts = torch.from_numpy(np.concatenate([b - pad_before + np.arange(n) for b, n in zip(begins, counts)]))
+        self.begins = torch.from_numpy(np.repeat(begins, counts))
+        self.ends = torch.from_numpy(np.repeat(begins + lengths[long_enough] - 1, counts))
         self._offsets = torch.arange(snippet_length)
 
     def __len__(self) -> int:
@@ -51,11 +61,11 @@ class SnippetDataset(Dataset):
 
     def get_batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gather a batch of snippets at once (one indexing op, no per-item Python)."""
-        start, end = self.starts[index], self.ends[index]
+        start, begin, end = self.starts[index], self.begins[index], self.ends[index]
         rows = start[:, None] + self._offsets
-        mask = rows <= end[:, None]
-        rows = torch.minimum(rows, end[:, None])
-        return {"states": self.states[rows], "actions": self.actions[rows], "mask": mask, "task": self.step_tasks[start]}
+        mask = (rows >= begin[:, None]) & (rows <= end[:, None])
+        rows = rows.clamp(min=begin[:, None], max=end[:, None])
+        return {"states": self.states[rows], "actions": self.actions[rows], "mask": mask, "task": self.step_tasks[begin]}
 
     # DataLoader's batched fetch path uses __getitems__ when present.
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:

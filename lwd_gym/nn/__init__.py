@@ -3,7 +3,7 @@ from lwd_gym.nn.diffusion import ConditionalDiffusion
 from lwd_gym.nn.generated_policy import GeneratedMLP
 from lwd_gym.nn.hypernet import HYPERNET_PRESETS, HypernetDecoder
 from lwd_gym.nn.unet1d import UNET_PRESETS, ConditionalUnet1D
-from lwd_gym.nn.vae import PolicyVAE, SnippetEncoder
+from lwd_gym.nn.vae import ChunkVAE, PolicyVAE, SnippetEncoder
 
 __all__ = [
     "ConditionalDiffusion",
@@ -11,6 +11,7 @@ __all__ = [
     "GeneratedMLP",
     "HYPERNET_PRESETS",
     "HypernetDecoder",
+    "ChunkVAE",
     "PolicyVAE",
     "SnippetEncoder",
     "UNET_PRESETS",

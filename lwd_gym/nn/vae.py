@@ -1,8 +1,10 @@
-"""The LWD variational autoencoder: trajectory snippet -> latent z -> weights of a policy.
+"""Snippet VAEs: trajectory snippet -> latent z -> a plan.
 
-The encoder reads a whole snippet of (state, action) pairs; the decoder is a hypernetwork, so
-the reconstruction is not the snippet itself but a *policy* that must reproduce the snippet's
-actions from its states (behaviour cloning through generated weights).
+The encoder reads a whole snippet of (state, action) pairs.  LWD's decoder is a hypernetwork,
+so the reconstruction is not the snippet itself but a *policy* that must reproduce the
+snippet's actions from its states (behaviour cloning through generated weights).  The LDP
+baseline's decoder instead outputs the action chunk directly (:class:`ChunkVAE`): same encoder,
+same loss shape, only the decoder differs.
 """
 from __future__ import annotations
 
@@ -27,6 +29,19 @@ class SnippetEncoder(nn.Module):
         x = torch.cat([states, actions], dim=-1).flatten(1)
         mu, logvar = self.net(x).chunk(2, dim=-1)
         return mu, logvar
+
+
+def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised ``z ~ q(z | snippet)`` and the mean ``KL(q || N(0, I))`` over the batch."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    kl = torch.mean(-0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1))
+    return mu + eps * torch.exp(0.5 * logvar), kl
+
+
+def masked_mse(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """MSE over ``[B, H, A]`` steps, ignoring padded steps where ``mask [B, H]`` is false."""
+    error = ((predicted - target) ** 2).mean(dim=-1)
+    return error.mean() if mask is None else (error * mask).sum() / mask.sum()
 
 
 class PolicyVAE(nn.Module):
@@ -63,11 +78,40 @@ class PolicyVAE(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Negative ELBO with a tiny KL weight for snippets ``[B, H, ...]``; ``mask [B, H]`` drops padded steps."""
-        mu, logvar = self.encoder(states, actions)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        predicted = self.policy(self.decoder(z), states)
-        error = ((predicted - actions) ** 2).mean(dim=-1)
-        bc = error.mean() if mask is None else (error * mask).sum() / mask.sum()
-        kl = torch.mean(-0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1))
+        z, kl = sample_posterior(*self.encoder(states, actions), generator)
+        bc = masked_mse(self.policy(self.decoder(z), states), actions, mask)
         return bc + kl_coef * kl, {"bc": bc.item(), "kl": kl.item()}
+
+
+class ChunkVAE(nn.Module):
+    """Encoder + MLP decoder ``z -> [H, action_dim]`` action chunk (the LDP baseline's VAE).
+
+    :param snippet_length: steps per snippet and per decoded chunk ``H``.
+    :param state_dim: observation size.
+    :param action_dim: action size.
+    :param latent_dim: size of ``z``.
+    :param decoder_hidden: hidden widths of the decoder MLP.
+    """
+
+    def __init__(self, snippet_length: int, state_dim: int, action_dim: int, latent_dim: int = 256, decoder_hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.chunk_shape = (int(snippet_length), int(action_dim))
+        self.encoder = SnippetEncoder(snippet_length, state_dim, action_dim, latent_dim)
+        self.decoder = mlp(latent_dim, decoder_hidden, snippet_length * action_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Action chunks ``[B, H, action_dim]`` for latents ``[B, latent_dim]``."""
+        return self.decoder(z).view(-1, *self.chunk_shape)
+
+    def loss(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        kl_coef: float,
+        generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Chunk reconstruction MSE + ``kl_coef`` KL; ``mask [B, H]`` drops padded steps."""
+        z, kl = sample_posterior(*self.encoder(states, actions), generator)
+        recon = masked_mse(self.decode(z), actions, mask)
+        return recon + kl_coef * kl, {"recon": recon.item(), "kl": kl.item()}

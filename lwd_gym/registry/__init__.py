@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
-from lwd_gym.agents import BaseAgent, LWDAgent, MLPAgent
+from lwd_gym.agents import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent
 
 ENTRY_POINT_GROUP = "lwd_gym.agents"
 _REGISTRY: dict[str, type[BaseAgent]] = {}
@@ -49,6 +49,9 @@ def make(name: str, **kwargs: Any) -> BaseAgent:
 
 
 register("lwd", LWDAgent)
+register("dp", DPAgent)
+register("ldp", LDPAgent)
 register("mlp", MLPAgent)
+register("random", RandomAgent)
 
 __all__ = ["ENTRY_POINT_GROUP", "available", "make", "register"]

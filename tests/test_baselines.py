@@ -1,0 +1,123 @@
+"""Baselines behind the one interface: DP, LDP, MLP and Random learn, act, count plans, round-trip."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from lwd_gym import BaseAgent, DPAgent, LDPAgent, MLPAgent, RandomAgent, evaluate
+from lwd_gym.demo import ENV_ID
+
+
+def _dp(**kw):
+    return DPAgent(**{"action_horizon": 8, "prediction_horizon": 16, "size": "xs", "num_inference_steps": 10, "scheduler": "ddim", "lr": 3e-3, "device": "cpu", **kw})
+
+
+def _ldp(**kw):
+    return LDPAgent(**{"action_horizon": 8, "latent_dim": 32, "diffusion_size": "xs", "vae_lr": 1e-3, "diffusion_lr": 3e-3, "device": "cpu", **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(bimodal_dataset):
+    """Every baseline trained briefly on the two-paths demonstrations."""
+    return {
+        "dp": _dp().learn(bimodal_dataset, steps=400, progress_bar=False),
+        "ldp": _ldp().learn(bimodal_dataset, vae_steps=400, diffusion_steps=400, progress_bar=False),
+        "mlp": MLPAgent(hidden=(64, 64), device="cpu").learn(bimodal_dataset, steps=300, progress_bar=False),
+        "random": RandomAgent(device="cpu").learn(bimodal_dataset, progress_bar=False),
+    }
+
+
+def test_every_agent_beats_random(trained):
+    results = {name: evaluate(agent, ENV_ID, 20, seed=100, n_envs=10, count_flops=False, progress=False) for name, agent in trained.items()}
+    floor = results["random"].success_rate
+    for name in ("dp", "ldp", "mlp"):
+        assert results[name].success_rate >= floor + 0.4, (name, results[name].success_rate, floor)
+
+
+@pytest.mark.parametrize("name", ["dp", "ldp"])
+@pytest.mark.parametrize("horizon", [3, 8])
+def test_open_loop_agents_execute_action_horizon_actions_per_query(trained, name, horizon):
+    agent = trained[name]
+    agent.action_horizon = horizon
+    try:
+        envs = gym.make_vec(ENV_ID, 2, vectorization_mode="sync")
+        obs, _ = envs.reset(seed=0)
+        agent.reset()
+        before = agent.num_replans
+        for step in range(23):  # no episode of the task ends this early
+            actions, _ = agent.predict(obs, episode_start=np.full(2, step == 0))
+            assert agent.last_replanned.tolist() == [step % horizon == 0] * 2
+            obs, *_ = envs.step(actions)
+        assert agent.num_replans - before == 2 * -(-23 // horizon)
+    finally:
+        agent.action_horizon = 8
+
+
+def test_action_horizon_is_validated_against_what_the_model_predicts(trained):
+    dp, ldp = trained["dp"], trained["ldp"]
+    assert dp.max_action_horizon == 16 - 2 + 1  # the first n_obs_steps - 1 predictions are in the past
+    with pytest.raises(ValueError, match="exceeds"):
+        dp.action_horizon = 16
+    with pytest.raises(ValueError, match="exceeds"):
+        ldp.action_horizon = ldp.snippet_length + 1
+    with pytest.raises(ValueError, match="positive integer"):
+        dp.action_horizon = 0
+    assert dp.action_horizon == 8 and ldp.action_horizon == 8
+
+
+def test_dp_keeps_an_observation_history_per_env(trained):
+    """DP conditions on the last n_obs_steps observations; a new episode's history is its first one repeated."""
+    dp = trained["dp"]
+    dp.reset()
+    a, b, c = (np.array(p, np.float32) for p in ([0.3, -0.2], [0.0, -0.55], [0.1, 0.1]))
+    dp.predict(np.stack([a, b]), episode_start=np.ones(2, bool))
+    dp.predict(np.stack([c, c]), episode_start=np.array([False, True]))
+    norm = dp.obs_normalizer.normalize
+    np.testing.assert_allclose(dp._history[0].numpy(), np.stack([norm(a), norm(c)]), rtol=1e-6)
+    np.testing.assert_allclose(dp._history[1].numpy(), np.stack([norm(c), norm(c)]), rtol=1e-6)
+
+
+def test_mlp_flops_per_step_is_twice_the_weights(tiny_datasets):
+    agent = MLPAgent(hidden=(32, 16), device="cpu").learn(tiny_datasets[0], steps=1, progress_bar=False)
+    assert agent.flops_per_step() == 2 * (2 * 32 + 32 * 16 + 16 * 2)
+
+
+def test_diffusion_flops_are_amortised_over_the_horizon(trained):
+    dp = trained["dp"]
+    per_step_8 = dp.flops_per_step()
+    dp.action_horizon = 4
+    try:
+        per_step_4 = dp.flops_per_step()
+    finally:
+        dp.action_horizon = 8
+    assert per_step_4 == pytest.approx(2 * per_step_8)  # DP's only per-step work is the query
+
+
+@pytest.mark.parametrize("name", ["dp", "ldp", "mlp", "random"])
+def test_save_load_round_trip_gives_identical_actions(trained, name, tmp_path):
+    agent = trained[name]
+    agent.save(tmp_path / f"{name}.ckpt")
+    loaded = BaseAgent.load(tmp_path / f"{name}.ckpt", device="cpu")
+    assert type(loaded) is type(agent) and loaded._config() == agent._config()
+    a = evaluate(agent, ENV_ID, 6, seed=7, n_envs=3, count_flops=False, progress=False)
+    b = evaluate(loaded, ENV_ID, 6, seed=7, n_envs=3, count_flops=False, progress=False)
+    assert a.episodes == b.episodes
+
+
+def test_random_agent_from_spaces_samples_inside_the_action_space():
+    env = gym.make(ENV_ID)
+    agent = RandomAgent(env.observation_space, env.action_space, seed=3)
+    obs, _ = env.reset(seed=0)
+    actions = np.stack([agent.predict(obs)[0] for _ in range(200)])
+    assert actions.shape == (200, 2) and np.all(np.abs(actions) <= 1)
+    assert actions.std(axis=0).min() > 0.4  # uniform on [-1, 1] has std 0.58
+    with pytest.raises(ValueError, match="bounded Box"):
+        RandomAgent(env.observation_space, gym.spaces.Box(-np.inf, np.inf, (2,)))
+
+
+def test_baselines_work_with_sb3_evaluate_policy(trained):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    for agent in trained.values():
+        rewards, lengths = evaluate_policy(agent, make_vec_env(ENV_ID, n_envs=2, seed=0), n_eval_episodes=4, return_episode_rewards=True)
+        assert len(rewards) == 4
