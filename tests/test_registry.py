@@ -3,13 +3,15 @@ import importlib.metadata
 import pytest
 
 import lwd_gym.registry as registry
-from lwd_gym.agents import LWDAgent, MLPAgent
+from lwd_gym.agents import DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent
 
 
 def test_builtins_and_make():
-    assert {"lwd", "mlp"} <= set(registry.available())
+    assert {"lwd", "dp", "ldp", "mlp", "random"} <= set(registry.available())
     agent = registry.make("lwd", action_horizon=7, device="cpu")
     assert isinstance(agent, LWDAgent) and agent.action_horizon == 7
+    for name, cls in [("dp", DPAgent), ("ldp", LDPAgent), ("mlp", MLPAgent), ("random", RandomAgent)]:
+        assert type(registry.make(name, device="cpu")) is cls
 
 
 def test_unknown_name_lists_available():
