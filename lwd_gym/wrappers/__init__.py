@@ -1,4 +1,6 @@
-"""Gymnasium wrappers for evaluating agents."""
+"""Gymnasium wrappers: action chunks, perturbations and noise, task ids."""
+from lwd_gym.wrappers.chunk import ActionChunk
+from lwd_gym.wrappers.noise import ActionNoise, ObservationNoise
 from lwd_gym.wrappers.task_id import TaskId
 
-__all__ = ["TaskId"]
+__all__ = ["ActionChunk", "ActionNoise", "ObservationNoise", "TaskId"]
