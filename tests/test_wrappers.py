@@ -274,3 +274,46 @@ def test_action_noise_wrong_action_shape():
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"\(2,\)"):
         env.step(np.zeros(3, np.float32))
+
+
+# ---------------------------------------------------------------- TaskId
+
+
+def test_task_id_appends_one_hot_and_passes_check_env():
+    from lwd_gym import TaskId
+
+    env = TaskId(gym.make("lwd_gym/Bimodal-v0"), 2, 3)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.shape == (5,) and obs.shape == (5,)
+    np.testing.assert_array_equal(obs[2:], [0, 0, 1])
+    obs2, _ = TaskId(gym.make("lwd_gym/Bimodal-v0"), 2, 3).reset(seed=0)
+    np.testing.assert_array_equal(obs, obs2)
+    _check_env_quietly(env)
+
+
+def test_task_id_adds_a_task_key_to_dict_observations():
+    from lwd_gym import TaskId
+
+    class DictEnv(gym.Env):
+        observation_space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32)})
+        action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return {"pos": np.zeros(2, np.float32)}, {}
+
+        def step(self, action):
+            return {"pos": np.zeros(2, np.float32)}, 0.0, False, False, {}
+
+    env = TaskId(DictEnv(), 1, 2)
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"pos", "task"} and env.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs["task"], [0, 1])
+
+
+@pytest.mark.parametrize("task_id, num_tasks, match", [(3, 3, "task_id"), (-1, 2, "task_id"), (0, 0, "num_tasks"), (0.5, 2, "task_id")])
+def test_task_id_bad_args(task_id, num_tasks, match):
+    from lwd_gym import TaskId
+
+    with pytest.raises(ValueError, match=match):
+        TaskId(gym.make("lwd_gym/Bimodal-v0"), task_id, num_tasks)
