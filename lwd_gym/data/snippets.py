@@ -13,6 +13,8 @@ at the first step, padded with copies of the first observation, is seen in train
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -67,9 +69,13 @@ class SnippetDataset(Dataset):
         rows = rows.clamp(min=begin[:, None], max=end[:, None])
         return {"states": self.states[rows], "actions": self.actions[rows], "mask": mask, "task": self.step_tasks[begin]}
 
-    # DataLoader's batched fetch path uses __getitems__ when present.
+    # DataLoader's batched fetch path uses __getitems__ when present (auto-collation on).
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         return self.get_batch(torch.as_tensor(indices))
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.get_batch(torch.as_tensor([i])).items()}
+    def __getitem__(self, i: int | Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """One snippet, or a whole batch for a sequence of indices (``DataLoader(ds, sampler=BatchSampler(...),
+        batch_size=None)`` passes the batch's indices at once: one gather instead of per-item Python)."""
+        if isinstance(i, (int, np.integer)) or (isinstance(i, torch.Tensor) and i.ndim == 0):
+            return {k: v[0] for k, v in self.get_batch(torch.as_tensor([int(i)])).items()}
+        return self.get_batch(torch.as_tensor(i))

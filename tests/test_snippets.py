@@ -1,0 +1,90 @@
+"""The snippet pipeline every agent trains on: lazy windows, padding at episode ends, tasks, DataLoader."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+from lwd_gym.data import Normalizer, SnippetDataset, load_demonstrations
+from lwd_gym.data.demonstrations import Demonstrations
+
+
+def _demos(lengths=(5, 2, 4), tasks=None):
+    """Episode e, step t has state (e, t) and action (10 e + t): every row says where it came from."""
+    obs = [np.array([[e, t] for t in range(n)], np.float32) for e, n in enumerate(lengths)]
+    act = [np.array([[10 * e + t] for t in range(n)], np.float32) for e, n in enumerate(lengths)]
+    space = gym.spaces.Box(-100, 100, (2,), np.float32)
+    tasks = np.zeros(len(lengths), np.int64) if tasks is None else np.asarray(tasks)
+    return Demonstrations(obs, act, tasks, space, gym.spaces.Box(-100, 100, (1,), np.float32), int(tasks.max()) + 1)
+
+
+IDENTITY = Normalizer(np.zeros(2, np.float32), np.ones(2, np.float32)), Normalizer(np.zeros(1, np.float32), np.ones(1, np.float32))
+
+
+def test_a_window_starts_at_every_step_of_long_enough_episodes():
+    snippets = SnippetDataset(_demos(), 3, *IDENTITY)
+    assert len(snippets) == 5 + 4  # the 2-step episode is shorter than a snippet: skipped
+    batch = snippets.get_batch(torch.arange(len(snippets)))
+    assert batch["states"].shape == (9, 3, 2) and batch["actions"].shape == (9, 3, 1)
+    firsts = batch["states"][:, 0].tolist()
+    assert firsts == [[0, t] for t in range(5)] + [[2, t] for t in range(4)]
+
+
+def test_windows_past_the_end_repeat_the_last_step_and_are_masked():
+    snippets = SnippetDataset(_demos(), 3, *IDENTITY)
+    batch = snippets.get_batch(torch.tensor([3, 4]))  # episode 0 starting at steps 3 and 4 (of 0..4)
+    assert batch["actions"][:, :, 0].tolist() == [[3, 4, 4], [4, 4, 4]]
+    assert batch["mask"].tolist() == [[True, True, False], [True, False, False]]
+    assert batch["states"][1].tolist() == [[0, 4]] * 3  # never crosses into the next episode
+
+
+def test_pad_before_starts_windows_before_the_episode_with_its_first_step():
+    snippets = SnippetDataset(_demos(lengths=(4,)), 3, *IDENTITY, pad_before=1)
+    assert len(snippets) == 4 + 1
+    batch = snippets.get_batch(torch.tensor([0]))
+    assert batch["states"][0].tolist() == [[0, 0], [0, 0], [0, 1]]
+    assert batch["mask"][0].tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="pad_before"):
+        SnippetDataset(_demos(), 3, *IDENTITY, pad_before=3)
+
+
+def test_normalisers_are_applied():
+    obs_norm = Normalizer(np.array([1.0, 2.0], np.float32), np.array([2.0, 4.0], np.float32))
+    act_norm = Normalizer(np.array([10.0], np.float32), np.array([5.0], np.float32))
+    batch = SnippetDataset(_demos(), 1, obs_norm, act_norm).get_batch(torch.tensor([5]))  # episode 1, step 0
+    assert batch["states"][0, 0].tolist() == [0.0, -0.5] and batch["actions"][0, 0].tolist() == [0.0]
+
+
+def test_task_ids_follow_their_episode():
+    snippets = SnippetDataset(_demos(lengths=(3, 3, 3), tasks=(0, 1, 1)), 2, *IDENTITY)
+    batch = snippets.get_batch(torch.arange(len(snippets)))
+    assert batch["task"].tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1]
+
+
+def test_too_short_data_is_an_error():
+    with pytest.raises(ValueError, match="snippet_length=9"):
+        SnippetDataset(_demos(), 9, *IDENTITY)
+    with pytest.raises(ValueError, match="snippet_length must be >= 1"):
+        SnippetDataset(_demos(), 0, *IDENTITY)
+
+
+def test_multi_task_datasets_concatenate_with_task_ids(tiny_datasets):
+    demos = load_demonstrations(tiny_datasets)
+    assert demos.num_tasks == 2 and len(demos.actions) == 10
+    assert demos.tasks.tolist() == [0] * 5 + [1] * 5
+    # each dataset's episodes, in order, with Minari's final observation dropped
+    first = next(tiny_datasets[1].iterate_episodes())
+    np.testing.assert_array_equal(demos.observations[5], first.observations[:-1])
+    np.testing.assert_array_equal(demos.actions[5], first.actions)
+
+
+def test_dataloader_batched_fetch_with_workers():
+    """A DataLoader with a BatchSampler fetches whole batches through __getitems__, in worker processes."""
+    snippets = SnippetDataset(_demos(), 3, *IDENTITY)
+    sampler = BatchSampler(RandomSampler(snippets, generator=torch.Generator().manual_seed(0)), batch_size=4, drop_last=False)
+    loader = DataLoader(snippets, sampler=sampler, batch_size=None, num_workers=2, collate_fn=lambda batch: batch)
+    seen = []
+    for batch in loader:
+        assert batch["states"].shape[1:] == (3, 2)
+        seen += batch["states"][:, 0].tolist()
+    assert sorted(seen) == sorted(snippets.get_batch(torch.arange(len(snippets)))["states"][:, 0].tolist())
