@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -149,7 +150,7 @@ class LatentDiffusionAgent(BaseAgent):
         snippets = SnippetDataset(demos, self.snippet_length, self.obs_normalizer, self.action_normalizer)
         fit(
             self.vae,
-            lambda b: self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng, b["mask"]),
+            self._vae_loss_fn(snippets),
             snippets,
             steps=vae_steps or steps_for(self.vae_epochs, len(snippets), self.batch_size),
             batch_size=self.batch_size,
@@ -182,6 +183,10 @@ class LatentDiffusionAgent(BaseAgent):
         self.diffusion = ema  # only the EMA weights are used (and saved) from here on
         self.reset()
         return self
+
+    def _vae_loss_fn(self, snippets: SnippetDataset) -> Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
+        """The VAE stage's loss of one batch (a factory, so a subclass can keep per-step state)."""
+        return lambda b: self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng, b["mask"])
 
     def _cpu_rng(self) -> torch.Generator:
         # Data order is drawn on the CPU whatever the device, from the agent's own seed stream.

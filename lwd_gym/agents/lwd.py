@@ -8,7 +8,9 @@ observation until the next re-sample.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,10 @@ import torch
 from torch import nn
 
 from lwd_gym.agents.latent import LatentDiffusionAgent
+from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.vae import PolicyVAE
+from lwd_gym.nn.world_model import WorldModelPolicyVAE
+from lwd_gym.training import steps_for
 
 
 class LWDAgent(LatentDiffusionAgent):
@@ -41,6 +46,13 @@ class LWDAgent(LatentDiffusionAgent):
     :param diffusion_lr: learning rate of the denoiser.
     :param vae_epochs: VAE epochs (passes over all snippets) unless ``learn`` gets ``vae_steps``.
     :param diffusion_epochs: denoiser epochs unless ``learn`` gets ``diffusion_steps``.
+    :param world_model: also train a world model (see :mod:`lwd_gym.nn.world_model`) whose
+        rollout loss shapes the VAE; acting and the latent diffusion are unchanged.
+    :param world_model_hidden: hidden widths of the world model MLP.
+    :param world_model_history: (state, action) pairs the world model predicts from.
+    :param world_model_warmup_epochs: VAE epochs trained without the rollout loss, so the world
+        model is fitted before the VAE is trained through it.
+    :param rollout_coef: weight of the rollout loss after the warm-up.
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     :param seed: seeds initialisation, data order and sampling.
     """
@@ -63,29 +75,68 @@ class LWDAgent(LatentDiffusionAgent):
         diffusion_lr: float = 1e-4,
         vae_epochs: int = 100,
         diffusion_epochs: int = 100,
+        world_model: bool = False,
+        world_model_hidden: Sequence[int] = (1024, 1024),
+        world_model_history: int = 1,
+        world_model_warmup_epochs: int = 10,
+        rollout_coef: float = 1.0,
         device: str | torch.device = "auto",
         seed: int = 0,
     ) -> None:
+        world_model_hidden = [int(h) for h in world_model_hidden]
+        if not world_model_hidden or min(world_model_hidden) < 1:
+            raise ValueError(f"world_model_hidden must be a non-empty list of positive widths, got {world_model_hidden}")
+        if int(world_model_history) != world_model_history or world_model_history < 1:
+            raise ValueError(f"world_model_history must be a positive integer, got {world_model_history!r}")
+        if int(world_model_warmup_epochs) != world_model_warmup_epochs or world_model_warmup_epochs < 0:
+            raise ValueError(f"world_model_warmup_epochs must be a non-negative integer, got {world_model_warmup_epochs!r}")
+        if not (math.isfinite(rollout_coef) and rollout_coef >= 0):
+            raise ValueError(f"rollout_coef must be a finite number >= 0, got {rollout_coef}")
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
         )  # fmt: skip
         self.policy_hidden = [int(h) for h in policy_hidden]
         self.hypernet_size = hypernet_size if isinstance(hypernet_size, str) else [int(w) for w in hypernet_size]
+        self.world_model = bool(world_model)
+        if self.world_model and world_model_history >= self.snippet_length:
+            raise ValueError(f"world_model_history={world_model_history} leaves no transition in snippets of {self.snippet_length} steps")
+        self.world_model_hidden = world_model_hidden
+        self.world_model_history = int(world_model_history)
+        self.world_model_warmup_epochs = int(world_model_warmup_epochs)
+        self.rollout_coef = float(rollout_coef)
         self._weights: torch.Tensor | None = None  # [n_envs, n_params] current generated policies
 
     def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "policy_hidden": self.policy_hidden, "hypernet_size": self.hypernet_size}
+        return {
+            **super()._config(),
+            "policy_hidden": self.policy_hidden,
+            "hypernet_size": self.hypernet_size,
+            "world_model": self.world_model,
+            "world_model_hidden": self.world_model_hidden,
+            "world_model_history": self.world_model_history,
+            "world_model_warmup_epochs": self.world_model_warmup_epochs,
+            "rollout_coef": self.rollout_coef,
+        }
 
     def _make_vae(self) -> nn.Module:
-        return PolicyVAE(
-            self.snippet_length,
-            self.state_space.shape[0],
-            self.action_space.shape[0],
-            self.latent_dim,
-            self.policy_hidden,
-            self.hypernet_size,
-        )
+        sizes = (self.snippet_length, self.state_space.shape[0], self.action_space.shape[0], self.latent_dim, self.policy_hidden, self.hypernet_size)
+        if self.world_model:
+            return WorldModelPolicyVAE(*sizes, self.world_model_hidden, self.world_model_history)
+        return PolicyVAE(*sizes)
+
+    def _vae_loss_fn(self, snippets: SnippetDataset) -> Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
+        """With a world model: the rollout loss is off for the warm-up's gradient steps, then on."""
+        if not self.world_model:
+            return super()._vae_loss_fn(snippets)
+        warmup_steps = steps_for(self.world_model_warmup_epochs, len(snippets), self.batch_size)
+        step = itertools.count()  # fit calls the loss once per gradient step
+
+        def loss(b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+            rollout_coef = self.rollout_coef if next(step) >= warmup_steps else 0.0
+            return self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng, b["mask"], rollout_coef=rollout_coef)
+
+        return loss
 
     # ------------------------------------------------------------------ acting
     def sample_policies(

@@ -4,6 +4,7 @@ from lwd_gym.nn.generated_policy import GeneratedMLP
 from lwd_gym.nn.hypernet import HYPERNET_PRESETS, HypernetDecoder
 from lwd_gym.nn.unet1d import UNET_PRESETS, ConditionalUnet1D
 from lwd_gym.nn.vae import ChunkVAE, PolicyVAE, SnippetEncoder
+from lwd_gym.nn.world_model import WorldModel, WorldModelPolicyVAE
 
 __all__ = [
     "ConditionalDiffusion",
@@ -15,4 +16,6 @@ __all__ = [
     "PolicyVAE",
     "SnippetEncoder",
     "UNET_PRESETS",
+    "WorldModel",
+    "WorldModelPolicyVAE",
 ]
