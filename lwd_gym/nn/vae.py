@@ -78,9 +78,16 @@ class PolicyVAE(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Negative ELBO with a tiny KL weight for snippets ``[B, H, ...]``; ``mask [B, H]`` drops padded steps."""
-        z, kl = sample_posterior(*self.encoder(states, actions), generator)
-        bc = masked_mse(self.policy(self.decoder(z), states), actions, mask)
+        _, bc, kl = self.bc_terms(states, actions, generator, mask)
         return bc + kl_coef * kl, {"bc": bc.item(), "kl": kl.item()}
+
+    def bc_terms(
+        self, states: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(generated policies' actions [B, H, A], BC-MSE, KL)`` for one posterior sample per snippet."""
+        z, kl = sample_posterior(*self.encoder(states, actions), generator)
+        policy_actions = self.policy(self.decoder(z), states)
+        return policy_actions, masked_mse(policy_actions, actions, mask), kl
 
 
 class ChunkVAE(nn.Module):

@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lwd_gym.nn.mlp import mlp
-from lwd_gym.nn.vae import PolicyVAE, masked_mse, sample_posterior
+from lwd_gym.nn.vae import PolicyVAE, masked_mse
 
 
 class WorldModel(nn.Module):
@@ -130,9 +130,7 @@ class WorldModelPolicyVAE(PolicyVAE):
         """BC + KL + teacher forcing + rollout; ``rollout_coef == 0`` (the warm-up) skips ``L_RO`` entirely."""
         if rollout_coef < 0:
             raise ValueError(f"rollout_coef must be >= 0, got {rollout_coef}")
-        z, kl = sample_posterior(*self.encoder(states, actions), generator)
-        policy_actions = self.policy(self.decoder(z), states)
-        bc = masked_mse(policy_actions, actions, mask)
+        policy_actions, bc, kl = self.bc_terms(states, actions, generator, mask)
         tf = self.world_model.teacher_forcing_loss(states, actions, mask)
         ro = self.world_model.rollout_loss(states, actions, policy_actions, mask) if rollout_coef > 0 else torch.zeros((), device=states.device)
         total = bc + kl_coef * kl + tf + rollout_coef * ro
