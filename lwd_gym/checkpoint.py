@@ -4,9 +4,14 @@ Tensors go through safetensors (no pickle, so loading a file cannot run code) an
 everything else (config, spaces, normalisers) is JSON stored under the ``"lwd_gym"`` key of
 the safetensors metadata.  A single file can be replaced atomically: it is written to a
 temporary file in the same directory, fsynced, then renamed over the target.
+
+safetensors itself checks the header's structure but not the bytes of the tensors, so a
+flipped bit in the weights would load silently; format version 2 therefore stores a SHA-256
+of the JSON and of every tensor, checked on load.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,8 +22,21 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this code reads (version 1 had no checksum).
+READABLE_VERSIONS = (1, 2)
 _META_KEY = "lwd_gym"
+_SHA_KEY = "lwd_gym_sha256"
+
+
+def _digest(header: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the JSON header and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(header.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -30,7 +48,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={_META_KEY: header})
+        save_file(tensors, tmp, metadata={_META_KEY: header, _SHA_KEY: _digest(header, tensors)})
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -51,7 +69,8 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
-            raw = (f.metadata() or {}).get(_META_KEY)
+            metadata = f.metadata() or {}
+            raw = metadata.get(_META_KEY)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, RuntimeError) as err:
         raise ValueError(f"{path} is not a valid lwd-gym checkpoint (unreadable or truncated safetensors file: {err})") from err
@@ -61,7 +80,9 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: corrupted checkpoint metadata ({err})") from err
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format version {version!r} is not supported (this lwd-gym reads version {FORMAT_VERSION})")
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: checkpoint format version {version!r} is not supported (this lwd-gym reads versions {READABLE_VERSIONS})")
+    if version >= 2 and metadata.get(_SHA_KEY) != _digest(raw, tensors):
+        raise ValueError(f"{path}: checkpoint is corrupted (its SHA-256 checksum does not match its contents)")
     return tensors, meta

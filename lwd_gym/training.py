@@ -1,15 +1,31 @@
-"""The one training loop every stage of every agent uses (VAE, latent diffusion, BC, ...)."""
+"""The one training loop every stage of every agent uses (VAE, latent diffusion, BC, ...).
+
+:func:`fit` can save its whole state (weights, optimiser, schedule, EMA, the data order and
+every random generator the loss draws from) to a :class:`TrainCheckpoint` every few steps; a
+run killed at any point and started again with the same checkpoint resumes from the last save
+and ends with exactly the weights of an uninterrupted run.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Callable
-from typing import Protocol
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
+
+from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
+
+#: ``loss_fn(batch, step)`` returns the loss, or ``(loss, stats)`` with floats shown on the bar.
+LossFn = Callable[[dict[str, torch.Tensor], int], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
 
 
 class BatchSource(Protocol):
@@ -41,9 +57,33 @@ def steps_for(num_epochs: int, num_rows: int, batch_size: int) -> int:
     return num_epochs * math.ceil(num_rows / batch_size)
 
 
+@dataclass
+class TrainCheckpoint:
+    """Where :func:`fit` keeps its resumable state, and how often it writes it.
+
+    :param path: the state file (safetensors + JSON, replaced atomically at every save).
+    :param every: save after every ``every`` gradient steps (and after the last one).
+    :param fingerprint: JSON-able description of the run (config, data, steps); a saved state
+        with a different fingerprint is refused rather than silently mixed into another run.
+    :param generators: random generators the loss draws from (saved and restored with the state).
+    """
+
+    path: Path
+    every: int
+    fingerprint: Mapping[str, Any]
+    generators: Mapping[str, torch.Generator] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if int(self.every) != self.every or self.every < 1:
+            raise ValueError(f"checkpoint_every must be a positive number of steps, got {self.every!r}")
+        # Hashed so the JSON stays small whatever the config holds (lists of widths, spaces...).
+        self.run_id = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def fit(
     model: nn.Module,
-    loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor | tuple[torch.Tensor, dict[str, float]]],
+    loss_fn: LossFn,
     data: BatchSource,
     *,
     steps: int,
@@ -55,6 +95,7 @@ def fit(
     warmup_steps: int = 0,
     ema_model: nn.Module | None = None,
     ema_power: float = 0.75,
+    checkpoint: TrainCheckpoint | None = None,
     desc: str = "train",
     progress: bool = True,
 ) -> list[float]:
@@ -63,29 +104,44 @@ def fit(
     The data order comes from ``generator`` alone, so a run is reproducible from its seed.
     With ``ema_model`` (a copy of ``model``), an exponential moving average of the weights
     (diffusers' ``EMAModel``, Diffusion Policy's ``power=0.75`` warm-up) is written into it at
-    the end.  Returns the loss of every step.
+    the end.  With ``checkpoint``, training resumes from its saved state if there is one and
+    saves the state every ``checkpoint.every`` steps.  Returns the loss of every step.
+
+    :raises FloatingPointError: the loss or the gradients became NaN/inf; the weights (and the
+        checkpoint, if any) are those of the last good step.
     """
     if len(data) == 0:
         raise ValueError(f"{desc}: no training rows")
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"{desc}: steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, steps // 10), steps)
     ema = EMAModel(params, power=ema_power) if ema_model is not None else None
+    state = _TrainState(model, optimizer, schedule, ema, generator, checkpoint)
     losses: list[float] = []
     order = torch.empty(0, dtype=torch.long)
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    start = 0
+    if checkpoint is not None and checkpoint.path.exists():
+        start, order, losses = state.load(device)
+        if start > steps:
+            raise ValueError(f"{desc}: {checkpoint.path} was saved at step {start}, past this run's {steps} steps")
+    bar = tqdm(range(start, steps), desc=desc, disable=not progress, leave=False, initial=start, total=steps)
     for step in bar:
         if len(order) == 0:  # a new epoch: reshuffle
             order = torch.randperm(len(data), generator=generator)
         index, order = order[:batch_size], order[batch_size:]
         batch = {k: v.to(device, non_blocking=True) for k, v in data.get_batch(index).items()}
-        out = loss_fn(batch)
+        out = loss_fn(batch, step)
         loss, stats = out if isinstance(out, tuple) else (out, {})
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower the learning rate or check the data")
+            raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; " + state.advice())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        if not torch.isfinite(grad_norm):
+            raise FloatingPointError(f"{desc}: gradients became {grad_norm.item()} at step {step} (loss {loss.item():.4g}); " + state.advice())
         optimizer.step()
         schedule.step()
         if ema is not None:
@@ -93,9 +149,90 @@ def fit(
         losses.append(loss.item())
         if step % 20 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.4g}", **{k: f"{v:.3g}" for k, v in stats.items()})
+        if checkpoint is not None and ((step + 1) % checkpoint.every == 0 or step + 1 == steps):
+            state.save(step + 1, order, losses)
     bar.close()
     model.eval()
     if ema is not None:
         ema.copy_to([p for p in ema_model.parameters() if p.requires_grad])
         ema_model.eval()
     return losses
+
+
+class _TrainState:
+    """Saves and restores everything :func:`fit` needs to continue a run bit-for-bit."""
+
+    def __init__(self, model, optimizer, schedule, ema, generator, checkpoint: TrainCheckpoint | None) -> None:
+        self.model, self.optimizer, self.schedule, self.ema = model, optimizer, schedule, ema
+        self.checkpoint = checkpoint
+        self.generators = {"data": generator, **(checkpoint.generators if checkpoint else {})}
+        self.saved_step: int | None = None
+
+    def advice(self) -> str:
+        where = f"the last good state (step {self.saved_step}) is kept in {self.checkpoint.path}; " if self.saved_step else ""
+        return where + "lower the learning rate or check the data"
+
+    def save(self, step: int, order: torch.Tensor, losses: list[float]) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict(keep_vars=False).items()}
+        opt = self.optimizer.state_dict()
+        for i, s in opt["state"].items():
+            tensors.update({f"optim.{i}.{k}": torch.as_tensor(v) for k, v in s.items()})
+        if self.ema is not None:
+            ema = self.ema.state_dict()
+            tensors.update({f"ema.{i}": p for i, p in enumerate(ema.pop("shadow_params"))})
+        tensors.update({f"rng.{k}": g.get_state() for k, g in self.generators.items()})
+        tensors["rng.torch_global"] = torch.get_rng_state()
+        tensors["order"], tensors["losses"] = order.clone(), torch.tensor(losses, dtype=torch.float64)
+        meta = {
+            "kind": "train_state",
+            "run_id": self.checkpoint.run_id,
+            "step": step,
+            "optimizer": {"param_groups": opt["param_groups"], "state_keys": {str(i): sorted(s) for i, s in opt["state"].items()}},
+            "schedule": self.schedule.state_dict(),
+            "ema": ema if self.ema is not None else None,
+        }
+        save_checkpoint(self.checkpoint.path, _dedupe(tensors), meta)
+        self.saved_step = step
+
+    def load(self, device: torch.device) -> tuple[int, torch.Tensor, list[float]]:
+        path = self.checkpoint.path
+        tensors, meta = load_checkpoint(path, "cpu")
+        if meta.get("kind") != "train_state":
+            raise ValueError(f"{path} is not a training state written by lwd_gym.training.fit")
+        if meta.get("run_id") != self.checkpoint.run_id:
+            raise ValueError(
+                f"{path} belongs to a different training run (other config, data or number of steps); "
+                "use a new checkpoint_dir or delete it to start over"
+            )
+        try:
+            model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+            self.model.load_state_dict({k: model_state[k] for k in self.model.state_dict()}, strict=True)
+            opt = meta["optimizer"]
+            self.optimizer.load_state_dict(
+                {"param_groups": opt["param_groups"], "state": {int(i): {k: tensors[f"optim.{i}.{k}"] for k in keys} for i, keys in opt["state_keys"].items()}}
+            )
+            self.schedule.load_state_dict(meta["schedule"])
+            if self.ema is not None:
+                shadow = [tensors[f"ema.{i}"].to(device) for i in range(len(self.ema.shadow_params))]
+                self.ema.load_state_dict({**meta["ema"], "shadow_params": shadow})
+            for k, g in self.generators.items():
+                g.set_state(tensors[f"rng.{k}"])
+            torch.set_rng_state(tensors["rng.torch_global"])
+            step, order, losses = int(meta["step"]), tensors["order"], tensors["losses"].tolist()
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise ValueError(f"{path}: training state does not match this model ({err})") from err
+        self.saved_step = step
+        return step, order, losses
+
+
+def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses tensors that share memory (hypnettorch registers parameters twice in
+    # its state_dict; the scheduler's step count may alias); clone the repeats.
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        v = v.detach().cpu()
+        key = v.untyped_storage().data_ptr() if v.numel() else id(v)
+        out[k] = v.clone() if key in seen else v
+        seen.add(key)
+    return out

@@ -1,11 +1,13 @@
 """Checkpoints: single safetensors file with JSON metadata; clear errors on anything else."""
 import json
+import re
 
 import numpy as np
 import pytest
 from safetensors import safe_open
 
 from lwd_gym import BaseAgent, LWDAgent, MLPAgent
+from lwd_gym.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def test_checkpoint_is_safetensors_with_json_config(tiny_lwd, tmp_path):
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["lwd_gym"])
         assert any(k.startswith("vae.") for k in f.keys()) and any(k.startswith("diffusion.") for k in f.keys())
-    assert meta["format_version"] == 1 and meta["agent"] == "LWDAgent"
+    assert meta["format_version"] == FORMAT_VERSION and meta["agent"] == "LWDAgent"
     assert meta["config"]["latent_dim"] == 16
     assert "latent_normalizer" in meta["extra"]
     assert [p.name for p in path.parent.iterdir()] == ["agent.ckpt"]  # no temp file left behind
@@ -79,21 +81,89 @@ def test_unknown_format_version(tiny_lwd, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ckpt, "FORMAT_VERSION", 99)
     tiny_lwd.save(tmp_path / "a.ckpt")
-    monkeypatch.setattr(ckpt, "FORMAT_VERSION", 1)
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="format version 99"):
         LWDAgent.load(tmp_path / "a.ckpt")
 
 
 def test_weights_not_matching_config(tiny_lwd, tmp_path):
     """A checkpoint whose weights do not fit its config (e.g. edited JSON) is rejected, not half-loaded."""
-    from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
-
     tiny_lwd.save(tmp_path / "a.ckpt")
     tensors, meta = load_checkpoint(tmp_path / "a.ckpt")
     meta["config"]["policy_hidden"] = [16]
     save_checkpoint(tmp_path / "b.ckpt", tensors, {k: v for k, v in meta.items() if k != "format_version"})
     with pytest.raises(ValueError, match="shape"):
         LWDAgent.load(tmp_path / "b.ckpt")
+
+
+def _tensor_region(path):
+    """Byte range of the tensor data in a safetensors file (after the 8-byte length and the JSON header)."""
+    data = path.read_bytes()
+    return 8 + int.from_bytes(data[:8], "little"), len(data)
+
+
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
+def test_flipped_byte_in_the_weights_is_detected(tiny_lwd, tmp_path, where):
+    """safetensors does not check tensor bytes; the checkpoint's SHA-256 does."""
+    path = tmp_path / "a.ckpt"
+    tiny_lwd.save(path)
+    begin, end = _tensor_region(path)
+    data = bytearray(path.read_bytes())
+    data[begin + int(where * (end - begin - 1))] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        LWDAgent.load(path)
+
+
+def test_every_truncation_is_a_clear_error(tiny_lwd, tmp_path):
+    path = tmp_path / "a.ckpt"
+    tiny_lwd.save(path)
+    data = path.read_bytes()
+    for cut in np.linspace(1, len(data) - 1, 25).astype(int):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="a.ckpt"):
+            LWDAgent.load(path)
+
+
+def test_missing_tensors_are_named(tiny_lwd, tmp_path):
+    tiny_lwd.save(tmp_path / "a.ckpt")
+    tensors, meta = load_checkpoint(tmp_path / "a.ckpt")
+    dropped = sorted(k for k in tensors if k.startswith("diffusion."))[0]
+    del tensors[dropped]
+    save_checkpoint(tmp_path / "b.ckpt", tensors, {k: v for k, v in meta.items() if k != "format_version"})
+    with pytest.raises(ValueError, match=r"missing \[" + re.escape(repr(dropped.removeprefix("diffusion.")))):
+        LWDAgent.load(tmp_path / "b.ckpt")
+
+
+@pytest.mark.parametrize("key", ["agent", "config", "state_space", "normalizers"])
+def test_missing_metadata_is_a_clear_error(tiny_lwd, tmp_path, key):
+    tiny_lwd.save(tmp_path / "a.ckpt")
+    tensors, meta = load_checkpoint(tmp_path / "a.ckpt")
+    del meta[key]
+    save_checkpoint(tmp_path / "b.ckpt", tensors, {k: v for k, v in meta.items() if k != "format_version"})
+    with pytest.raises(ValueError, match=f"incomplete or invalid.*{key}"):
+        LWDAgent.load(tmp_path / "b.ckpt")
+
+
+def test_interrupted_save_keeps_the_old_file(tiny_lwd, tmp_path, monkeypatch):
+    """A crash while writing leaves the previous checkpoint intact and no temporary file behind."""
+    import lwd_gym.checkpoint as ckpt
+
+    path = tmp_path / "ckpts" / "a.ckpt"
+    tiny_lwd.save(path)
+    before = path.read_bytes()
+
+    def crash(tensors, filename, metadata):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_lwd.save(path)
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["a.ckpt"]
+    monkeypatch.undo()
+    LWDAgent.load(path)
 
 
 def test_no_pickle_in_the_package():

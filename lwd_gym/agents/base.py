@@ -14,9 +14,12 @@ observation and ``predict`` keeps SB3's signature.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -29,10 +32,21 @@ import lwd_gym
 from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
 from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
+from lwd_gym.training import BatchSource, LossFn, TrainCheckpoint, fit
 from lwd_gym.utils import get_device, seed_everything
 from lwd_gym.wrappers.task_id import with_task_id
 
 SelfAgent = TypeVar("SelfAgent", bound="BaseAgent")
+
+
+@dataclass
+class TrainingRun:
+    """Options of one ``learn`` call shared by all its stages (see :meth:`BaseAgent._fit`)."""
+
+    checkpoint_dir: Path | None = None
+    checkpoint_every: int = 500
+    progress: bool = True
+    data_digest: str = ""
 
 
 class BaseAgent(ABC):
@@ -76,6 +90,7 @@ class BaseAgent(ABC):
         self._env_rngs: list[torch.Generator] = []
         self._env_seeds: list[int] = []
         self._history: torch.Tensor | None = None  # [n_envs, n_obs_steps, state_dim], normalised
+        self._run = TrainingRun()
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -105,9 +120,17 @@ class BaseAgent(ABC):
         return self.observation_space is not None
 
     # ------------------------------------------------------------------ learning
-    def _prepare(self, dataset: Any) -> Demonstrations:
-        """Load demonstrations, fix spaces and normalisers, seed, and build the networks."""
+    def _prepare(self, dataset: Any, checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500, progress_bar: bool = True) -> Demonstrations:
+        """Load demonstrations, fix spaces and normalisers, seed, and build the networks.
+
+        ``checkpoint_dir`` / ``checkpoint_every`` / ``progress_bar`` are ``learn``'s options,
+        kept for the stages' :meth:`_fit` calls.
+        """
         demos = load_demonstrations(dataset)
+        digest = hashlib.sha256()
+        for array in (*demos.observations, *demos.actions, demos.tasks):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        self._run = TrainingRun(None if checkpoint_dir is None else Path(checkpoint_dir), checkpoint_every, progress_bar, digest.hexdigest())
         self._set_spaces(demos.observation_space, demos.action_space, demos.num_tasks)
         self.obs_normalizer = Normalizer.fit(np.concatenate(demos.observations))
         self.action_normalizer = Normalizer.fit(np.concatenate(demos.actions), mode=self.action_normalization)
@@ -129,8 +152,39 @@ class BaseAgent(ABC):
         """The networks whose weights are saved, by name."""
 
     @abstractmethod
-    def learn(self: SelfAgent, dataset: Any, *, progress_bar: bool = True) -> SelfAgent:
-        """Train on a Minari dataset, a dataset id, or a list of them (one per task); returns ``self``."""
+    def learn(
+        self: SelfAgent,
+        dataset: Any,
+        *,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
+        progress_bar: bool = True,
+    ) -> SelfAgent:
+        """Train on a Minari dataset, a dataset id, or a list of them (one per task); returns ``self``.
+
+        With ``checkpoint_dir``, every training stage saves its full state there every
+        ``checkpoint_every`` gradient steps; calling ``learn`` again with the same arguments
+        after an interruption resumes from the last save and ends with the weights an
+        uninterrupted run would have.
+        """
+
+    def _fit(
+        self, stage: str, model: nn.Module, loss_fn: LossFn, data: BatchSource, *, steps: int, generator: torch.Generator, **kwargs: Any
+    ) -> list[float]:
+        """:func:`~lwd_gym.training.fit` on this agent's device, with ``learn``'s progress bar and
+        checkpointing; ``stage`` names the stage (and its state file)."""
+        checkpoint = None
+        if self._run.checkpoint_dir is not None:
+            fingerprint = {
+                "agent": type(self).__name__, "config": self._config(), "stage": stage, "steps": steps,
+                "rows": len(data), "data": self._run.data_digest, "fit": {k: v for k, v in kwargs.items() if k != "ema_model"},
+            }  # fmt: skip
+            checkpoint = TrainCheckpoint(self._run.checkpoint_dir / f"{stage}.safetensors", self._run.checkpoint_every, fingerprint, {"agent": self._rng})
+        name = type(self).__name__.removesuffix("Agent")
+        return fit(
+            model, loss_fn, data, steps=steps, generator=generator, device=self.device, checkpoint=checkpoint,
+            desc=f"{name}: {stage}", progress=self._run.progress, **kwargs,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ acting
     @abstractmethod

@@ -9,6 +9,7 @@ executes ``action_horizon`` actions from there open-loop, then re-plans.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from lwd_gym.agents.base import ActionChunks, BaseAgent
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import SAMPLERS, ConditionalDiffusion
 from lwd_gym.nn.unet1d import UNET_PRESETS
-from lwd_gym.training import fit, steps_for
+from lwd_gym.training import steps_for
 
 
 class DPAgent(BaseAgent):
@@ -108,25 +109,35 @@ class DPAgent(BaseAgent):
             cond = torch.cat([cond, F.one_hot(tasks, self.num_tasks).to(cond.dtype)], dim=-1)
         return cond
 
-    def learn(self, dataset: Any, *, steps: int | None = None, progress_bar: bool = True) -> DPAgent:
+    def learn(
+        self,
+        dataset: Any,
+        *,
+        steps: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
+        progress_bar: bool = True,
+    ) -> DPAgent:
         """Train the denoiser on every window of the dataset(s); returns ``self``.
 
         :param dataset: a ``minari.MinariDataset``, a dataset id, or a list of them (one per task).
         :param steps: gradient steps (default: ``epochs`` epochs).
+        :param checkpoint_dir: keep resumable training state here (see :meth:`BaseAgent.learn`).
+        :param checkpoint_every: gradient steps between saves of that state.
         :param progress_bar: show a tqdm bar.
         """
-        demos = self._prepare(dataset)
+        demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
         windows = SnippetDataset(demos, self.prediction_horizon, self.obs_normalizer, self.action_normalizer, pad_before=self.n_obs_steps - 1)
-        generator = torch.Generator().manual_seed(self.seed)
 
-        def loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        def loss(batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
             # Padded steps are kept in the loss, as in Diffusion Policy: at an episode's end the
             # repeated last action teaches the policy to settle.
             cond = self._condition(batch["states"][:, : self.n_obs_steps], batch["task"] if self.num_tasks > 1 else None)
             return self.diffusion.loss(batch["actions"].transpose(1, 2), cond, self._rng)
 
         ema = copy.deepcopy(self.diffusion)
-        fit(
+        self._fit(
+            "diffusion",
             self.diffusion,
             loss,
             windows,
@@ -134,11 +145,8 @@ class DPAgent(BaseAgent):
             batch_size=self.batch_size,
             lr=self.lr,
             warmup_steps=500,
-            generator=generator,
-            device=self.device,
+            generator=torch.Generator().manual_seed(self.seed),
             ema_model=ema,
-            desc="DP",
-            progress=progress_bar,
         )
         self.diffusion = ema
         self.reset()

@@ -8,8 +8,8 @@ is acted on: LWD decodes *policy weights* run closed-loop, LDP an *action chunk*
 from __future__ import annotations
 
 import copy
+import os
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import SAMPLERS, ConditionalDiffusion
 from lwd_gym.nn.unet1d import UNET_PRESETS
-from lwd_gym.training import TensorBatches, fit, steps_for
+from lwd_gym.training import LossFn, TensorBatches, steps_for
 
 CONDITIONS = ("obs", "task", "obs+task", "none")
 
@@ -136,6 +136,8 @@ class LatentDiffusionAgent(BaseAgent):
         *,
         vae_steps: int | None = None,
         diffusion_steps: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
         progress_bar: bool = True,
     ) -> LatentDiffusionAgent:
         """Train the VAE, then the latent diffusion model; returns ``self``.
@@ -143,12 +145,14 @@ class LatentDiffusionAgent(BaseAgent):
         :param dataset: a ``minari.MinariDataset``, a dataset id, or a list of them (one per task).
         :param vae_steps: gradient steps of the VAE stage (default: ``vae_epochs`` epochs).
         :param diffusion_steps: gradient steps of the diffusion stage (default: ``diffusion_epochs``).
+        :param checkpoint_dir: keep resumable training state here (see :meth:`BaseAgent.learn`).
+        :param checkpoint_every: gradient steps between saves of that state.
         :param progress_bar: show tqdm bars.
         """
-        name = type(self).__name__.removesuffix("Agent")
-        demos = self._prepare(dataset)
+        demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
         snippets = SnippetDataset(demos, self.snippet_length, self.obs_normalizer, self.action_normalizer)
-        fit(
+        self._fit(
+            "vae",
             self.vae,
             self._vae_loss_fn(snippets),
             snippets,
@@ -156,9 +160,6 @@ class LatentDiffusionAgent(BaseAgent):
             batch_size=self.batch_size,
             lr=self.vae_lr,
             generator=self._cpu_rng(),
-            device=self.device,
-            desc=f"{name} 1/2: VAE",
-            progress=progress_bar,
         )
         latents, conds = self._encode_snippets(snippets)
         # Latents scaled to [-1, 1] per dimension, the range the DDPM clips its x0 estimate to;
@@ -166,27 +167,25 @@ class LatentDiffusionAgent(BaseAgent):
         self.latent_normalizer = Normalizer.fit(latents, mode="minmax")
         data = TensorBatches(x0=self.latent_normalizer.normalize(latents).view(-1, *self.diffusion.sample_shape), **conds)
         ema = copy.deepcopy(self.diffusion)
-        fit(
+        self._fit(
+            "latent-diffusion",
             self.diffusion,
-            lambda b: self.diffusion.loss(b["x0"], b.get("cond"), self._rng),
+            lambda b, step: self.diffusion.loss(b["x0"], b.get("cond"), self._rng),
             data,
             steps=diffusion_steps or steps_for(self.diffusion_epochs, len(data), self.batch_size),
             batch_size=self.batch_size,
             lr=self.diffusion_lr,
             warmup_steps=500,
             generator=self._cpu_rng(),
-            device=self.device,
             ema_model=ema,
-            desc=f"{name} 2/2: latent diffusion",
-            progress=progress_bar,
         )
         self.diffusion = ema  # only the EMA weights are used (and saved) from here on
         self.reset()
         return self
 
-    def _vae_loss_fn(self, snippets: SnippetDataset) -> Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
-        """The VAE stage's loss of one batch (a factory, so a subclass can keep per-step state)."""
-        return lambda b: self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng, b["mask"])
+    def _vae_loss_fn(self, snippets: SnippetDataset) -> LossFn:
+        """The VAE stage's loss of one batch at a gradient step (a factory, so a subclass can add terms)."""
+        return lambda b, step: self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng, b["mask"])
 
     def _cpu_rng(self) -> torch.Generator:
         # Data order is drawn on the CPU whatever the device, from the agent's own seed stream.

@@ -8,9 +8,8 @@ observation until the next re-sample.
 """
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from lwd_gym.agents.latent import LatentDiffusionAgent
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.vae import PolicyVAE
 from lwd_gym.nn.world_model import WorldModelPolicyVAE
-from lwd_gym.training import steps_for
+from lwd_gym.training import LossFn, steps_for
 
 
 class LWDAgent(LatentDiffusionAgent):
@@ -125,15 +124,14 @@ class LWDAgent(LatentDiffusionAgent):
             return WorldModelPolicyVAE(*sizes, self.world_model_hidden, self.world_model_history)
         return PolicyVAE(*sizes)
 
-    def _vae_loss_fn(self, snippets: SnippetDataset) -> Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
+    def _vae_loss_fn(self, snippets: SnippetDataset) -> LossFn:
         """With a world model: the rollout loss is off for the warm-up's gradient steps, then on."""
         if not self.world_model:
             return super()._vae_loss_fn(snippets)
         warmup_steps = steps_for(self.world_model_warmup_epochs, len(snippets), self.batch_size)
-        step = itertools.count()  # fit calls the loss once per gradient step
 
-        def loss(b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-            rollout_coef = self.rollout_coef if next(step) >= warmup_steps else 0.0
+        def loss(b: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+            rollout_coef = self.rollout_coef if step >= warmup_steps else 0.0
             return self.vae.loss(b["states"], b["actions"], self.kl_coef, self._rng, b["mask"], rollout_coef=rollout_coef)
 
         return loss

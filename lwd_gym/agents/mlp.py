@@ -1,6 +1,7 @@
 """Behaviour-cloning MLP baseline: one deterministic ``state -> action`` network."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch import nn
 from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.mlp import mlp
-from lwd_gym.training import fit, steps_for
+from lwd_gym.training import steps_for
 
 
 class MLPAgent(BaseAgent):
@@ -57,27 +58,37 @@ class MLPAgent(BaseAgent):
             return states
         return torch.cat([states, F.one_hot(tasks, self.num_tasks).to(states.dtype)], dim=-1)
 
-    def learn(self, dataset: Any, *, steps: int | None = None, progress_bar: bool = True) -> MLPAgent:
-        """Fit on every (state, action) pair of the dataset(s); returns ``self``."""
-        demos = self._prepare(dataset)
-        pairs = SnippetDataset(demos, 1, self.obs_normalizer, self.action_normalizer)
-        generator = torch.Generator().manual_seed(self.seed)
+    def learn(
+        self,
+        dataset: Any,
+        *,
+        steps: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
+        progress_bar: bool = True,
+    ) -> MLPAgent:
+        """Fit on every (state, action) pair of the dataset(s); returns ``self``.
 
-        def loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        :param steps: gradient steps (default: ``epochs`` epochs).
+        :param checkpoint_dir: keep resumable training state here (see :meth:`BaseAgent.learn`).
+        :param checkpoint_every: gradient steps between saves of that state.
+        """
+        demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
+        pairs = SnippetDataset(demos, 1, self.obs_normalizer, self.action_normalizer)
+
+        def loss(batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
             states = batch["states"][:, 0]
             return F.mse_loss(self.net(self._inputs(states, batch["task"] if self.num_tasks > 1 else None)), batch["actions"][:, 0])
 
-        fit(
+        self._fit(
+            "bc",
             self.net,
             loss,
             pairs,
             steps=steps or steps_for(self.epochs, len(pairs), self.batch_size),
             batch_size=self.batch_size,
             lr=self.lr,
-            generator=generator,
-            device=self.device,
-            desc="MLP (BC)",
-            progress=progress_bar,
+            generator=torch.Generator().manual_seed(self.seed),
         )
         self.reset()
         return self

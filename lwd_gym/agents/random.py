@@ -54,8 +54,8 @@ class RandomAgent(BaseAgent):
     def _modules(self) -> dict[str, nn.Module]:
         return {}
 
-    def learn(self, dataset: Any, *, progress_bar: bool = True) -> RandomAgent:
-        """Read the spaces (and task count) from the dataset(s); nothing is trained."""
+    def learn(self, dataset: Any, *, checkpoint_dir: Any = None, checkpoint_every: int = 500, progress_bar: bool = True) -> RandomAgent:
+        """Read the spaces (and task count) from the dataset(s); nothing is trained (so nothing is checkpointed)."""
         self._prepare(dataset)
         self._identity_normalizers()
         self.reset()
