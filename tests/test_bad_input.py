@@ -118,3 +118,23 @@ def test_dict_observation_space_is_rejected():
 def test_unknown_dataset_id():
     with pytest.raises(FileNotFoundError, match="no local Minari dataset 'nobody/nothing-v0'"):
         LWDAgent(device="cpu").learn("nobody/nothing-v0", progress_bar=False)
+
+
+def test_mismatched_action_bounds_across_task_datasets(tiny_datasets):
+    wide = gym.spaces.Box(-2, 2, (2,), np.float32)
+    box = gym.spaces.Box(-1, 1, (2,), np.float32)
+    other = _write("test/wide-v0", np.zeros((11, 2), np.float32), np.zeros((10, 2), np.float32), box, wide)
+    with pytest.raises(ValueError, match="action bounds .* must share spaces"):
+        MLPAgent(device="cpu").learn([tiny_datasets[0], other], progress_bar=False)
+
+
+def test_dataset_without_episodes(tiny_datasets):
+    empty = tiny_datasets[0].filter_episodes(lambda episode: False)
+    assert empty.total_episodes == 0
+    with pytest.raises(ValueError, match="'lwd/tiny/left-v0' has no episode with at least one step"):
+        MLPAgent(device="cpu").learn(empty, progress_bar=False)
+
+
+def test_empty_list_of_datasets():
+    with pytest.raises(ValueError, match="no dataset given"):
+        MLPAgent(device="cpu").learn([], progress_bar=False)

@@ -247,19 +247,28 @@ class BaseAgent(ABC):
         return [self._env_rngs[int(i)] for i in env_ids]
 
     def _check_observation(self, observation: Any) -> tuple[np.ndarray, bool]:
-        try:
-            obs = np.asarray(observation, dtype=np.float32)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"observation must be numeric, got {type(observation).__name__}: {err}") from err
         shape = self.observation_space.shape
+        if isinstance(observation, dict):
+            raise ValueError(
+                f"observation is a dict (keys {sorted(observation)}) but this agent expects a flat Box of shape {shape}; "
+                "wrap the env with gymnasium.wrappers.FlattenObservation (or lwd_gym.wrappers.TaskId for task ids), as when the data were collected"
+            )
+        raw = np.asarray(observation)
+        if raw.dtype.kind not in "biuf":  # bool, int, unsigned, float; not complex, str, object
+            raise ValueError(f"observation must be a real-valued numeric array, got dtype {raw.dtype} ({type(observation).__name__})")
+        if not np.isfinite(raw).all():
+            bad = np.argwhere(~np.isfinite(raw))[0]
+            raise ValueError(f"observation contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+        with np.errstate(over="ignore"):
+            obs = raw.astype(np.float32)
+        if not np.isfinite(obs).all():
+            raise ValueError(f"observation has values beyond the float32 range (largest magnitude {np.abs(raw).max():.3g})")
         if obs.shape == shape:
             single, obs = True, obs[None]
-        elif obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
+        elif obs.ndim == len(shape) + 1 and obs.shape[1:] == shape and len(obs) > 0:
             single = False
         else:
-            raise ValueError(f"observation has shape {obs.shape}; expected {shape} or (n_envs, *{shape})")
-        if not np.isfinite(obs).all():
-            raise ValueError("observation contains NaN or inf")
+            raise ValueError(f"observation has shape {obs.shape}; expected {shape} or (n_envs, *{shape}) with n_envs >= 1")
         return obs, single
 
     def _split_tasks(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -283,7 +292,9 @@ class BaseAgent(ABC):
 
         Plans are kept per environment inside the agent (``state`` is accepted for SB3
         compatibility and ``None`` is returned, as for SB3's non-recurrent policies).
-        ``episode_start[i]`` forces a new plan for environment ``i``.  With
+        ``episode_start[i]`` forces a new plan for environment ``i``.  A batch of another size
+        than the previous call's starts every environment afresh (with ``episode_start`` given,
+        it must then be all true).  With
         ``deterministic=True`` sampling noise is fixed per environment index, so the same
         observation gives the same plan.
         """
@@ -294,9 +305,19 @@ class BaseAgent(ABC):
         if episode_start is None:
             starts = np.zeros(n, dtype=bool)
         else:
-            starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+            raw_starts = np.asarray(episode_start)
+            if raw_starts.dtype.kind not in "biuf" or not np.isin(raw_starts, (0, 1)).all():
+                raise ValueError(f"episode_start must hold booleans (or 0/1), got {raw_starts!r}")
+            starts = raw_starts.astype(bool).reshape(-1)
             if starts.shape != (n,):
                 raise ValueError(f"episode_start has {starts.size} entries for {n} observation(s)")
+            if self._steps is not None and len(self._steps) != n and not starts.all():
+                # Continuing episodes need their plans, but this agent holds plans for another
+                # number of environments: acting on would mix up environments' plans.
+                raise ValueError(
+                    f"got a batch of {n} observation(s) but the agent holds plans for {len(self._steps)} environment(s); "
+                    "a batch of another size must start new episodes (episode_start all True) or follow agent.reset()"
+                )
         if self._steps is None or len(self._steps) != n:
             self._allocate_envs(n)
         new_episode = starts | (self._steps < 0)
@@ -314,7 +335,14 @@ class BaseAgent(ABC):
                 self.num_replans += len(ids)
             actions = self.action_normalizer.unnormalize(self._act(states, tasks, self._steps))
         self._steps += 1
-        actions = np.clip(actions.cpu().numpy(), self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
+        actions = actions.cpu().numpy()
+        if not np.isfinite(actions).all():
+            envs = np.flatnonzero(~np.isfinite(actions).all(axis=1)).tolist()
+            raise FloatingPointError(
+                f"the policy produced NaN/inf actions for environment(s) {envs}; their observations are probably far outside "
+                f"the training data (normalised observation magnitude up to {float(states.abs().max()):.3g})"
+            )
+        actions = np.clip(actions, self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
         return (actions[0] if single else actions), None
 
     def _update_history(self, states: torch.Tensor, new_episode: np.ndarray) -> None:

@@ -74,6 +74,11 @@ def load_demonstrations(datasets: minari.MinariDataset | str | Sequence[minari.M
                 f"dataset {name!r} has observation/action shapes {o_space.shape}/{a_space.shape}, "
                 f"but the first dataset has {obs_space.shape}/{act_space.shape}: all task datasets must share spaces"
             )
+        elif not (np.array_equal(a_space.low, act_space.low) and np.array_equal(a_space.high, act_space.high)):
+            raise ValueError(
+                f"dataset {name!r} has action bounds [{a_space.low}, {a_space.high}], but the first dataset has "
+                f"[{act_space.low}, {act_space.high}]: all task datasets must share spaces"
+            )
         n_before = len(actions)
         for ep in ds.iterate_episodes():
             obs, act = np.asarray(ep.observations, dtype=np.float32), np.asarray(ep.actions, dtype=np.float32)
