@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,41 @@ def _collect(args: argparse.Namespace) -> int:
     )
     print(f"expert success rate on {args.env}: {success_rate:.1%} over {args.episodes} episodes (seeds {args.seed}..{args.seed + args.episodes - 1})")
     print(f"wrote Minari dataset {dataset.spec.dataset_id!r}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+    return 0
+
+
+def _key_values(pairs: Sequence[str], what: str) -> dict[str, object]:
+    """``["lr=3e-4", "hidden=[64,64]", "scheduler=ddim"]`` -> kwargs (JSON values, else strings)."""
+    import json
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lwd_gym import distributed, registry
+
+    try:
+        agent = registry.make(args.agent, seed=args.seed, device=args.device, **_key_values(args.set, "--set"))
+    except TypeError as err:  # an unknown or misspelt --set key
+        raise ValueError(f"--set: {err}") from err
+    datasets = args.datasets if len(args.datasets) > 1 else args.datasets[0]
+    learn_kwargs = _key_values(args.learn, "--learn")
+    unknown = set(learn_kwargs) - set(inspect.signature(agent.learn).parameters)
+    if unknown:
+        raise ValueError(f"--learn: {type(agent).__name__}.learn() has no argument(s) {sorted(unknown)}")
+    agent.learn(datasets, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, progress_bar=not args.quiet, **learn_kwargs)
+    agent.save(args.out)  # rank 0 only under torchrun
+    if distributed.is_main_process():
+        print(f"trained {type(agent).__name__} on {args.datasets} ({distributed.world_size()} process(es)); wrote {args.out}")
     return 0
 
 
@@ -79,6 +115,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     col.add_argument("--list", action="store_true", help="list the available sources")
     col.add_argument("--quiet", action="store_true", help="no progress bar")
     col.set_defaults(func=_collect)
+    tr = sub.add_parser(
+        "train",
+        help="train an agent on local Minari dataset(s) and save it (runs data-parallel under torchrun)",
+        description="Single process: lwd-gym train lwd pusht/expert-v0 --out lwd.ckpt. "
+        "Several GPUs/nodes: torchrun --nproc-per-node 4 -m lwd_gym.cli train ... (same arguments).",
+    )
+    tr.add_argument("agent", help="registered agent name: lwd, dp, ldp, mlp, random (or an entry point)")
+    tr.add_argument("datasets", nargs="+", help="Minari dataset id(s); several = one per task")
+    tr.add_argument("--out", required=True, help="checkpoint file to write")
+    tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="constructor arguments, e.g. action_horizon=16 policy_hidden=[128,128]")
+    tr.add_argument("--learn", nargs="*", default=[], metavar="KEY=VALUE", help="learn() arguments, e.g. vae_steps=2000 diffusion_steps=2000")
+    tr.add_argument("--checkpoint-dir", default=None, help="keep resumable training state here (rerun the command to resume)")
+    tr.add_argument("--checkpoint-every", type=int, default=500, help="gradient steps between saves of the training state")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_train)
+
     ev = sub.add_parser("eval", help="evaluate a saved agent (any lwd-gym checkpoint) on a Gymnasium env")
     ev.add_argument("checkpoint", help="file written by agent.save()")
     ev.add_argument("env", help="Gymnasium env id, e.g. lwd_gym/Bimodal-v0")

@@ -20,8 +20,10 @@ import torch
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from lwd_gym import distributed
 from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
 
 #: ``loss_fn(batch, step)`` returns the loss, or ``(loss, stats)`` with floats shown on the bar.
@@ -107,6 +109,10 @@ def fit(
     the end.  With ``checkpoint``, training resumes from its saved state if there is one and
     saves the state every ``checkpoint.every`` steps.  Returns the loss of every step.
 
+    Under ``torchrun`` (see :mod:`lwd_gym.distributed`) the model is wrapped in
+    ``DistributedDataParallel``, each rank computes its share of every global batch of
+    ``batch_size`` rows, and only rank 0 shows progress and writes the state file.
+
     :raises FloatingPointError: the loss or the gradients became NaN/inf; the weights (and the
         checkpoint, if any) are those of the last good step.
     """
@@ -127,36 +133,59 @@ def fit(
         start, order, losses = state.load(device)
         if start > steps:
             raise ValueError(f"{desc}: {checkpoint.path} was saved at step {start}, past this run's {steps} steps")
-    bar = tqdm(range(start, steps), desc=desc, disable=not progress, leave=False, initial=start, total=steps)
-    for step in bar:
-        if len(order) == 0:  # a new epoch: reshuffle
-            order = torch.randperm(len(data), generator=generator)
-        index, order = order[:batch_size], order[batch_size:]
-        batch = {k: v.to(device, non_blocking=True) for k, v in data.get_batch(index).items()}
-        out = loss_fn(batch, step)
-        loss, stats = out if isinstance(out, tuple) else (out, {})
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; " + state.advice())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(f"{desc}: gradients became {grad_norm.item()} at step {step} (loss {loss.item():.4g}); " + state.advice())
-        optimizer.step()
-        schedule.step()
-        if ema is not None:
-            ema.step(params)
-        losses.append(loss.item())
-        if step % 20 == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{losses[-1]:.4g}", **{k: f"{v:.3g}" for k, v in stats.items()})
-        if checkpoint is not None and ((step + 1) % checkpoint.every == 0 or step + 1 == steps):
-            state.save(step + 1, order, losses)
-    bar.close()
+    compute = _LossModule(model, loss_fn)
+    if distributed.is_distributed():
+        compute = DistributedDataParallel(compute, device_ids=[device] if device.type == "cuda" else None)
+    main = distributed.is_main_process()
+    bar = tqdm(range(start, steps), desc=desc, disable=not (progress and main), leave=False, initial=start, total=steps)
+    try:
+        for step in bar:
+            if len(order) == 0:  # a new epoch: reshuffle
+                order = torch.randperm(len(data), generator=generator)
+            index, order = order[:batch_size], order[batch_size:]
+            index, scale = distributed.shard(index)  # the whole batch in a single process
+            batch = {k: v.to(device, non_blocking=True) for k, v in data.get_batch(index).items()}
+            out = compute(batch, step)
+            loss, stats = out if isinstance(out, tuple) else (out, {})
+            loss = loss * scale if scale != 1.0 else loss
+            global_loss = distributed.all_mean(loss)  # the same value (and NaN decision) on every rank
+            if not torch.isfinite(global_loss):
+                raise FloatingPointError(f"{desc}: loss became {global_loss.item()} at step {step}; " + state.advice())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # DDP averages the gradients over ranks here
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError(f"{desc}: gradients became {grad_norm.item()} at step {step} (loss {global_loss.item():.4g}); " + state.advice())
+            optimizer.step()
+            schedule.step()
+            if ema is not None:
+                ema.step(params)
+            losses.append(global_loss.item())
+            if step % 20 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{losses[-1]:.4g}", **{k: f"{v:.3g}" for k, v in stats.items()})
+            if checkpoint is not None and main and ((step + 1) % checkpoint.every == 0 or step + 1 == steps):
+                state.save(step + 1, order, losses)
+    finally:
+        distributed.clear_shard()
+        bar.close()
     model.eval()
     if ema is not None:
         ema.copy_to([p for p in ema_model.parameters() if p.requires_grad])
         ema_model.eval()
     return losses
+
+
+class _LossModule(nn.Module):
+    """``model`` with the loss as its forward, so DistributedDataParallel can wrap a training
+    stage whose loss calls methods other than ``model.forward`` (e.g. ``vae.loss``)."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: dict[str, torch.Tensor], step: int):
+        return self.loss_fn(batch, step)
 
 
 class _TrainState:

@@ -8,11 +8,13 @@ import torch
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
-    """Resolve ``"auto"`` to CUDA when available, else CPU; pass anything else to ``torch.device``."""
+    """Resolve ``"auto"`` to CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU; pass anything else to ``torch.device``."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from lwd_gym.distributed import local_device  # under torchrun: this process's own GPU
+
+        return local_device() or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(device)
     except RuntimeError as err:

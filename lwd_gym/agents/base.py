@@ -29,6 +29,7 @@ from minari.serialization import deserialize_space, serialize_space
 from torch import nn
 
 import lwd_gym
+from lwd_gym import distributed
 from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
 from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
@@ -132,8 +133,12 @@ class BaseAgent(ABC):
             digest.update(np.ascontiguousarray(array).tobytes())
         self._run = TrainingRun(None if checkpoint_dir is None else Path(checkpoint_dir), checkpoint_every, progress_bar, digest.hexdigest())
         self._set_spaces(demos.observation_space, demos.action_space, demos.num_tasks)
-        self.obs_normalizer = Normalizer.fit(np.concatenate(demos.observations))
-        self.action_normalizer = Normalizer.fit(np.concatenate(demos.actions), mode=self.action_normalization)
+        # Under torchrun every rank reads the data, rank 0's normalisers are used by all.
+        distributed.init()
+        if distributed.is_main_process():
+            self.obs_normalizer = Normalizer.fit(np.concatenate(demos.observations))
+            self.action_normalizer = Normalizer.fit(np.concatenate(demos.actions), mode=self.action_normalization)
+        self.obs_normalizer, self.action_normalizer = distributed.broadcast((self.obs_normalizer, self.action_normalizer))
         seed_everything(self.seed)
         self._rng.manual_seed(self.seed)
         self._build()
@@ -396,9 +401,14 @@ class BaseAgent(ABC):
         """Inverse of :meth:`_extra_state`."""
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write a single-file checkpoint (safetensors weights + JSON config), atomically."""
+        """Write a single-file checkpoint (safetensors weights + JSON config), atomically.
+
+        Under ``torchrun`` only rank 0 writes (every rank holds the same weights).
+        """
         if not self.is_trained:
             raise RuntimeError("nothing to save: the agent has not been trained")
+        if not distributed.is_main_process():
+            return
         meta = {
             "agent": type(self).__name__,
             "lwd_gym_version": lwd_gym.__version__,

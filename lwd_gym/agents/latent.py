@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lwd_gym import distributed
 from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
@@ -164,7 +165,7 @@ class LatentDiffusionAgent(BaseAgent):
         latents, conds = self._encode_snippets(snippets)
         # Latents scaled to [-1, 1] per dimension, the range the DDPM clips its x0 estimate to;
         # the statistics are kept to map samples back.
-        self.latent_normalizer = Normalizer.fit(latents, mode="minmax")
+        self.latent_normalizer = distributed.broadcast(Normalizer.fit(latents, mode="minmax"))
         data = TensorBatches(x0=self.latent_normalizer.normalize(latents).view(-1, *self.diffusion.sample_shape), **conds)
         ema = copy.deepcopy(self.diffusion)
         self._fit(

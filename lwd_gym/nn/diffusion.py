@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
+from lwd_gym import distributed
 from lwd_gym.nn.unet1d import ConditionalUnet1D
 
 #: Sampler names accepted by :meth:`ConditionalDiffusion.sample`; all share the trained model.
@@ -47,8 +48,9 @@ class ConditionalDiffusion(nn.Module):
 
     def loss(self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Denoising MSE on ``x0 [B, C, L]`` at uniformly drawn timesteps."""
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
+        # Drawn through lwd_gym.distributed so a data-parallel run draws what one process would.
+        noise = distributed.randn(x0.shape, generator, x0.device, x0.dtype)
+        t = distributed.randint(self.train_scheduler.config.num_train_timesteps, (x0.shape[0],), generator, x0.device)
         noisy = self.train_scheduler.add_noise(x0, noise, t)
         return torch.mean((self.denoiser(noisy, t, cond) - noise) ** 2)
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lwd_gym import distributed
 from lwd_gym.nn.generated_policy import GeneratedMLP
 from lwd_gym.nn.hypernet import HypernetDecoder
 from lwd_gym.nn.mlp import mlp
@@ -33,7 +34,7 @@ class SnippetEncoder(nn.Module):
 
 def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Reparameterised ``z ~ q(z | snippet)`` and the mean ``KL(q || N(0, I))`` over the batch."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    eps = distributed.randn(mu.shape, generator, mu.device, mu.dtype)
     kl = torch.mean(-0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1))
     return mu + eps * torch.exp(0.5 * logvar), kl
 
@@ -41,7 +42,7 @@ def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Ge
 def masked_mse(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """MSE over ``[B, H, A]`` steps, ignoring padded steps where ``mask [B, H]`` is false."""
     error = ((predicted - target) ** 2).mean(dim=-1)
-    return error.mean() if mask is None else (error * mask).sum() / mask.sum()
+    return error.mean() if mask is None else distributed.masked_mean(error, mask)
 
 
 class PolicyVAE(nn.Module):
