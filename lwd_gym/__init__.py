@@ -9,6 +9,7 @@ from lwd_gym.agents import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, Ran
 from lwd_gym.data import Normalizer, SnippetDataset, load_demonstrations  # noqa: E402
 from lwd_gym.envs import BimodalEnv, BimodalExpert, make_bimodal_dataset  # noqa: E402
 from lwd_gym.evaluation import EvalResult, compare, evaluate  # noqa: E402
+from lwd_gym.export import NumpyPolicy, export_policy  # noqa: E402
 from lwd_gym.registry import available, make, register  # noqa: E402
 from lwd_gym.wrappers import TaskId  # noqa: E402
 
@@ -21,6 +22,7 @@ __all__ = [
     "LDPAgent",
     "LWDAgent",
     "MLPAgent",
+    "NumpyPolicy",
     "RandomAgent",
     "Normalizer",
     "SnippetDataset",
@@ -28,6 +30,7 @@ __all__ = [
     "available",
     "compare",
     "evaluate",
+    "export_policy",
     "load_demonstrations",
     "make",
     "make_bimodal_dataset",

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,15 @@ def _digest(header: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write ``tensors`` and JSON-able ``meta`` to ``path`` atomically; returns the path."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """``write(temp_filename)`` beside ``path``, fsync, then rename over ``path``: a crash at any
+    point leaves either the old file or the new one, never half a file.  Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = json.dumps({"format_version": FORMAT_VERSION, **meta})
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={_META_KEY: header, _SHA_KEY: _digest(header, tensors)})
+        write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -56,6 +56,14 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``tensors`` and JSON-able ``meta`` to ``path`` atomically; returns the path."""
+    header = json.dumps({"format_version": FORMAT_VERSION, **meta})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    metadata = {_META_KEY: header, _SHA_KEY: _digest(header, tensors)}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

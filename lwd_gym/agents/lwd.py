@@ -9,6 +9,8 @@ observation until the next re-sample.
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -142,6 +144,13 @@ class LWDAgent(LatentDiffusionAgent):
     ) -> torch.Tensor:
         """Sample generated-policy weights ``[n, n_params]`` for normalised ``states [n, state_dim]``."""
         return self.vae.decoder(self.sample_latents(states, tasks, deterministic, env_ids))
+
+    def export_policy(self, path: str | os.PathLike, observation: np.ndarray, *, deterministic: bool = True, seed: int | None = None, write_runner: bool = False) -> Path:
+        """Sample one policy for ``observation`` and write it as a torch-free ``.npz`` (+ optional
+        numpy runner); see :func:`lwd_gym.export.export_policy`."""
+        from lwd_gym.export import export_policy
+
+        return export_policy(self, path, observation, deterministic=deterministic, seed=seed, write_runner=write_runner)
 
     def _allocate(self, num_envs: int) -> None:
         self._weights = torch.zeros(num_envs, self.vae.policy.num_params, device=self.device)
