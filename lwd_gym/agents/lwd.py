@@ -20,6 +20,7 @@ from torch import nn
 
 from lwd_gym.agents.latent import LatentDiffusionAgent
 from lwd_gym.data.snippets import SnippetDataset
+from lwd_gym.nn.generated_policy import HostMLP
 from lwd_gym.nn.vae import PolicyVAE
 from lwd_gym.nn.world_model import WorldModelPolicyVAE
 from lwd_gym.training import LossFn, steps_for
@@ -154,9 +155,16 @@ class LWDAgent(LatentDiffusionAgent):
 
     def _allocate(self, num_envs: int) -> None:
         self._weights = torch.zeros(num_envs, self.vae.policy.num_params, device=self.device)
+        norms = {"in_norm": (self.obs_normalizer.mean, self.obs_normalizer.std), "out_norm": (self.action_normalizer.mean, self.action_normalizer.std)}
+        self._host_policies = HostMLP.zeros(self.vae.policy.sizes, num_envs, **norms)
 
     def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
-        self._weights[torch.as_tensor(env_ids, device=self.device)] = self.sample_policies(states, tasks, deterministic, env_ids)
+        weights = self.sample_policies(states, tasks, deterministic, env_ids)
+        self._weights[torch.as_tensor(env_ids, device=self.device)] = weights
+        self._host_policies.set_rows(env_ids, self.vae.policy.layers(weights))  # one device->host copy per re-sample
 
     def _act(self, states: torch.Tensor, tasks: torch.Tensor | None, steps: np.ndarray) -> torch.Tensor:
         return self.vae.policy(self._weights, states)
+
+    def _act_host(self, obs: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        return self._host_policies(obs[:, : self.state_space.shape[0]])  # a task id only matters when sampling

@@ -12,6 +12,7 @@ from torch import nn
 
 from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.snippets import SnippetDataset
+from lwd_gym.nn.generated_policy import HostMLP
 from lwd_gym.nn.mlp import mlp
 from lwd_gym.training import steps_for
 
@@ -26,6 +27,8 @@ class MLPAgent(BaseAgent):
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     :param seed: seeds initialisation and data order.
     """
+
+    stateless = True  # one fixed network: "re-planning" changes nothing
 
     def __init__(
         self,
@@ -42,6 +45,7 @@ class MLPAgent(BaseAgent):
         self.hidden = [int(h) for h in hidden]
         self.batch_size, self.lr, self.epochs = int(batch_size), float(lr), int(epochs)
         self.net: nn.Module | None = None
+        self._host_net: HostMLP | None = None
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "hidden": self.hidden, "batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs}
@@ -92,6 +96,18 @@ class MLPAgent(BaseAgent):
         )
         self.reset()
         return self
+
+    def reset(self) -> None:
+        super().reset()
+        self._host_net = None  # rebuilt from the (possibly retrained) weights at the next step
+
+    def _act_host(self, obs: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        if self._host_net is None:
+            extra = self.num_tasks if self.num_tasks > 1 else 0  # one-hot task inputs pass unnormalised
+            in_norm = (np.r_[self.obs_normalizer.mean, np.zeros(extra, np.float32)], np.r_[self.obs_normalizer.std, np.ones(extra, np.float32)])
+            out_norm = (self.action_normalizer.mean, self.action_normalizer.std)
+            self._host_net = HostMLP.from_linears([m for m in self.net if isinstance(m, nn.Linear)], in_norm=in_norm, out_norm=out_norm)
+        return self._host_net(obs)
 
     def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
         pass  # the policy is fixed: nothing to re-plan
