@@ -9,16 +9,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from lwd_gym import distributed
 from lwd_gym.nn.unet1d import ConditionalUnet1D
 
-#: Sampler names accepted by :meth:`ConditionalDiffusion.sample`; all share the trained model.
-#: (diffusers' DPM-Solver++ ignores ``clip_sample`` and was seen to diverge on these models.)
-SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
+#: Sampler names accepted by :meth:`ConditionalDiffusion.sample` -> (diffusers class, config
+#: overrides); all share the model trained with the DDPM schedule.  DPM-Solver++ ignores
+#: ``clip_sample`` (without clipping it diverged on these models); its dynamic thresholding with
+#: ``sample_max_value=1`` clamps the x0 estimate to [-1, 1], which is the same clipping.
+SAMPLERS: dict[str, tuple[type, dict]] = {
+    "ddpm": (DDPMScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "thresholding": True, "sample_max_value": 1.0}),
+}
 
 
 class ConditionalDiffusion(nn.Module):
@@ -58,7 +64,8 @@ class ConditionalDiffusion(nn.Module):
         if name not in SAMPLERS:
             raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SAMPLERS)}")
         if name not in self._samplers:
-            self._samplers[name] = SAMPLERS[name].from_config(self.train_scheduler.config)
+            klass, overrides = SAMPLERS[name]
+            self._samplers[name] = klass.from_config(self.train_scheduler.config, **overrides)
         return self._samplers[name]
 
     @torch.no_grad()

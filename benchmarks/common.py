@@ -1,0 +1,114 @@
+"""What every benchmark shares: profiles, machine description, timing, JSON + PNG + table output."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lwd_gym.checkpoint import atomic_write
+
+PROFILES = ("tiny", "quick", "paper")  # tiny: seconds, for the smoke tests; quick: <= 20 CPU minutes
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--profile", choices=PROFILES, default="quick", help="tiny (smoke test), quick (<= 20 min on 2 CPU cores), paper")
+    p.add_argument("--out", default="benchmarks/results", help="directory for the JSON and PNG")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    return p
+
+
+def setup(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("MINARI_DATASETS_PATH", str(Path(args.out).resolve() / "minari"))  # Minari needs it absolute
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def median_time(fn: Callable[[], Any], *, repeats: int = 5, number: int = 1, warmup: int = 1) -> float:
+    """Median over ``repeats`` of the mean wall-clock seconds of ``number`` calls (after warm-up)."""
+    for _ in range(warmup):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """Rows as a GitHub-markdown table; ``columns`` = (header, key, format)."""
+    head = "| " + " | ".join(h for h, _, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(("" if r.get(k) is None else f.format(r[k])) for _, k, f in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+def write_json(out_dir: str | os.PathLike, name: str, payload: dict[str, Any]) -> Path:
+    path = Path(out_dir) / f"{name}.json"
+    text = json.dumps(payload, indent=2, default=float)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_figure(fig: Any, out_dir: str | os.PathLike, name: str) -> Path:
+    path = Path(out_dir) / f"{name}.png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    return path
+
+
+def synthetic_dataset(dataset_id: str, obs_dim: int, act_dim: int, episodes: int, length: int, seed: int = 0):
+    """A smooth random-walk Minari dataset of the given sizes: for timing, where what the agent
+    learns does not matter (latency depends on the network sizes only)."""
+    import gymnasium as gym
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    if dataset_id in minari.list_local_datasets():
+        return minari.load_dataset(dataset_id)
+    rng = np.random.default_rng(seed)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    act_space = gym.spaces.Box(-1, 1, (act_dim,), np.float32)
+    buffers = []
+    for i in range(episodes):
+        actions = np.tanh(np.cumsum(rng.normal(0, 0.2, (length, act_dim)), axis=0)).astype(np.float32)
+        obs = np.cumsum(rng.normal(0, 0.1, (length + 1, obs_dim)), axis=0).astype(np.float32)
+        buffers.append(
+            EpisodeBuffer(id=i, observations=obs, actions=actions, rewards=np.zeros(length), terminations=np.zeros(length, bool),
+                          truncations=np.r_[np.zeros(length - 1, bool), True], infos={})  # fmt: skip
+        )
+    return minari.create_dataset_from_buffers(dataset_id, buffers, observation_space=obs_space, action_space=act_space)

@@ -1,0 +1,47 @@
+"""Smoke tests: every benchmark runs end to end on its tiny profile, writes a JSON of the
+documented shape and a PNG.  Numbers are not checked (benchmarks report them, tests don't)."""
+import json
+import math
+
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _finite_positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def _run(module, tmp_path, *extra):
+    import importlib
+
+    return importlib.import_module(f"benchmarks.{module}").main(["--profile", "tiny", "--out", str(tmp_path), *extra])
+
+
+def test_speed(tmp_path):
+    results = _run("speed", tmp_path)
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert (tmp_path / "speed.png").read_bytes()[:8] == PNG_MAGIC
+    assert saved["benchmark"] == "speed" and saved["profile"] == "tiny" and saved["machine"]["cpu_cores"] >= 1
+    agents = {r["agent"] for r in saved["acting"]}
+    assert {"LWD", "MLP"} <= agents and any(a.startswith("DP-") for a in agents)
+    for r in saved["acting"]:
+        assert all(_finite_positive(r[k]) for k in ("step_us", "step_us_per_env", "plan_ms", "amortised_us_per_env_step")), r
+    assert _finite_positive(saved["host_vs_torch_1env"]["host_us"]) and _finite_positive(saved["host_vs_torch_1env"]["torch_us"])
+    assert {r["sampler"].split("-")[0] for r in saved["samplers"]} == {"ddpm", "ddim", "dpmsolver++"}
+    assert [r["forward"] for r in saved["training"]] == ["batched", "per-sample loop"]
+    assert all(0 <= r["data_share"] <= 1 and _finite_positive(r["snippets_per_s"]) for r in saved["training"])
+    assert all(_finite_positive(r["gflops_per_step"]) for r in saved["flops"])
+    assert results["flops"] == saved["flops"]
+
+
+@pytest.mark.parametrize("env", ["bimodal", "pusht"])
+def test_samplers(tmp_path, env):
+    _run("samplers", tmp_path, "--env", env)
+    saved = json.loads((tmp_path / f"samplers-{env}.json").read_text())
+    assert (tmp_path / f"samplers-{env}.png").read_bytes()[:8] == PNG_MAGIC
+    assert saved["benchmark"] == "samplers" and saved["reference"].startswith("ddpm-")
+    for r in saved["rows"]:
+        assert 0 <= r["success_rate"] <= 1 and _finite_positive(r["query_ms"]) and len(r["success_ci95"]) == 2
+    assert saved["pick"] is None or saved["pick"] in {f"{r['sampler']}-{r['steps']}" for r in saved["rows"]}
+    assert (tmp_path / "cache" / f"samplers-{env}-tiny.ckpt").exists()  # the trained agent is cached for reruns
