@@ -134,8 +134,9 @@ class BaseAgent(ABC):
         """
         demos = load_demonstrations(dataset)
         digest = hashlib.sha256()
-        for array in (*demos.observations, *demos.actions, demos.tasks):
-            digest.update(np.ascontiguousarray(array).tobytes())
+        if checkpoint_dir is not None:  # identifies the data of a resumable run; not needed otherwise
+            for array in (*demos.observations, *demos.actions, demos.tasks):
+                digest.update(np.ascontiguousarray(array).tobytes())
         self._run = TrainingRun(None if checkpoint_dir is None else Path(checkpoint_dir), checkpoint_every, progress_bar, digest.hexdigest())
         self._set_spaces(demos.observation_space, demos.action_space, demos.num_tasks)
         # Under torchrun every rank reads the data, rank 0's normalisers are used by all.
@@ -289,14 +290,17 @@ class BaseAgent(ABC):
 
     def _split_tasks(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Normalised states and task ids (``None`` for a single-task agent) of checked observations."""
-        state_dim = self.state_space.shape[0]
-        states = self.obs_normalizer.normalize(obs[:, :state_dim])
+        states = self.obs_normalizer.normalize(obs[:, : self.state_space.shape[0]])
+        return states, self._task_ids(obs)
+
+    def _task_ids(self, obs: np.ndarray) -> np.ndarray | None:
+        """Task ids from the one-hot after the state (validated); ``None`` for a single-task agent."""
         if self.num_tasks == 1:
-            return states, None
-        onehot = obs[:, state_dim:]
+            return None
+        onehot = obs[:, self.state_space.shape[0] :]
         if not (((onehot == 0) | (onehot == 1)).all() and (onehot.sum(axis=1) == 1).all()):
             raise ValueError(f"the last {self.num_tasks} observation entries must be a one-hot task id")
-        return states, onehot.argmax(axis=1)
+        return onehot.argmax(axis=1)
 
     def predict(
         self,
@@ -342,8 +346,7 @@ class BaseAgent(ABC):
         self.last_replanned = replan
         actions = None
         if self.n_obs_steps == 1 and self.act_on_host and (self.stateless or not replan.any()):
-            if self.num_tasks > 1:
-                self._split_tasks(obs)  # validates the one-hot task ids
+            self._task_ids(obs)  # validates one-hot task ids (acting on the host does not need them)
             actions = self._act_host(obs, self._steps)  # the fast path between plans: raw in, raw out
             if actions is not None and replan.any():  # a stateless agent's plan is a no-op
                 self._steps[replan] = 0
