@@ -129,15 +129,16 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     In one process: ``(values * mask).sum() / mask.sum()``.  In a data-parallel step the ranks'
     shares hold different numbers of valid entries, so each rank divides by the global count
     (and undoes :func:`shard`'s per-row rescaling): the averaged gradient is the one a single
-    process computes on the whole batch.
+    process computes on the whole batch.  No valid entry at all gives 0, not NaN (a batch of
+    snippets that each hold a single real step has no transition for the world model).
     """
     total = (values * mask).sum()
     count = mask.sum().to(values.dtype)
     if _SHARD is None or not is_distributed():
-        return total / count
+        return total / count.clamp(min=1)
     dist.all_reduce(count)
     start, stop, n = _SHARD
-    return total / count * (n / (stop - start))
+    return total / count.clamp(min=1) * (n / (stop - start))
 
 
 def all_mean(value: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from minari.data_collector.episode_buffer import EpisodeBuffer
 
-from lwd_gym import LWDAgent, MLPAgent
+from lwd_gym import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent
 
 
 @pytest.fixture
@@ -51,6 +51,26 @@ def test_invalid_task_one_hot(tiny_datasets):
 def test_no_episode_as_long_as_a_snippet(tiny_datasets):
     with pytest.raises(ValueError, match="no episode is at least snippet_length=500"):
         LWDAgent(action_horizon=500, device="cpu").learn(tiny_datasets[0], progress_bar=False)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LWDAgent(action_horizon=500, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", world_model=True,
+                         world_model_hidden=(16,), world_model_warmup_epochs=0, num_inference_steps=2, pad_short_episodes=True, device="cpu"),
+        lambda: LDPAgent(action_horizon=500, latent_dim=16, diffusion_size="xs", num_inference_steps=2, pad_short_episodes=True, device="cpu"),
+        lambda: DPAgent(action_horizon=500, prediction_horizon=504, size="xs", num_inference_steps=2, pad_short_episodes=True, device="cpu"),
+    ],
+    ids=["LWD+WM", "LDP", "DP"],
+)
+def test_pad_short_episodes_trains_on_episodes_shorter_than_the_horizon(make, tiny_datasets, tmp_path):
+    agent = make()
+    steps = dict(steps=2) if isinstance(agent, DPAgent) else dict(vae_steps=2, diffusion_steps=2)
+    agent.learn(tiny_datasets[0], progress_bar=False, **steps)
+    action, _ = agent.predict(np.zeros(2, np.float32), deterministic=True)
+    assert np.isfinite(action).all()
+    agent.save(tmp_path / "agent.ckpt")
+    assert BaseAgent.load(tmp_path / "agent.ckpt", device="cpu").pad_short_episodes
 
 
 @pytest.mark.parametrize(

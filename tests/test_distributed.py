@@ -88,6 +88,7 @@ def test_one_process_uses_the_whole_batch():
     assert torch.equal(share, index) and scale == 1.0
     values, mask = torch.arange(6.0), torch.tensor([1, 1, 0, 1, 0, 0], dtype=torch.bool)
     assert distributed.masked_mean(values, mask).item() == pytest.approx((0 + 1 + 3) / 3)
+    assert distributed.masked_mean(values, torch.zeros(6, dtype=torch.bool)).item() == 0.0  # not NaN
     distributed.clear_shard()
     assert distributed.world_size() == 1 and distributed.is_main_process()
 

@@ -155,3 +155,13 @@ def test_snippets_exist_exactly_when_an_episode_is_long_enough(lengths, snippet)
     assert len(ds) == sum(n for n in lengths if n >= snippet)
     batch = ds.get_batch(torch.arange(len(ds)))
     assert batch["states"].shape == (len(ds), snippet, 2) and batch["mask"][:, 0].all()
+
+
+@SETTINGS
+@given(lengths=st.lists(st.integers(1, 30), min_size=1, max_size=6), snippet=st.integers(1, 40))
+def test_pad_short_episodes_keeps_a_snippet_per_step_of_every_episode(lengths, snippet):
+    norm = Normalizer(np.zeros(2, np.float32), np.ones(2, np.float32))
+    ds = SnippetDataset(demos(lengths), snippet, norm, norm, pad_short_episodes=True)
+    assert len(ds) == sum(lengths)
+    mask = ds.get_batch(torch.arange(len(ds)))["mask"]
+    assert mask[:, 0].all() and (mask.sum(1) == torch.tensor([min(n - t, snippet) for n in lengths for t in range(n)])).all()

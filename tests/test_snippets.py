@@ -38,6 +38,18 @@ def test_windows_past_the_end_repeat_the_last_step_and_are_masked():
     assert batch["states"][1].tolist() == [[0, 4]] * 3  # never crosses into the next episode
 
 
+def test_pad_short_episodes_keeps_short_episodes_end_padded_and_masked():
+    snippets = SnippetDataset(_demos(), 3, *IDENTITY, pad_short_episodes=True)
+    assert len(snippets) == 5 + 2 + 4
+    batch = snippets.get_batch(torch.tensor([5, 6]))  # the 2-step episode 1, starting at steps 0 and 1
+    assert batch["actions"][:, :, 0].tolist() == [[10, 11, 11], [11, 11, 11]]
+    assert batch["mask"].tolist() == [[True, True, False], [True, False, False]]
+    assert batch["states"][1].tolist() == [[1, 1]] * 3
+    # A snippet longer than every episode is then allowed: every window is mostly padding, never empty.
+    whole = SnippetDataset(_demos(), 9, *IDENTITY, pad_short_episodes=True).get_batch(torch.arange(11))
+    assert whole["mask"].any(dim=1).all() and whole["mask"][:, 0].all()
+
+
 def test_pad_before_starts_windows_before_the_episode_with_its_first_step():
     snippets = SnippetDataset(_demos(lengths=(4,)), 3, *IDENTITY, pad_before=1)
     assert len(snippets) == 4 + 1

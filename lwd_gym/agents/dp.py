@@ -32,6 +32,8 @@ class DPAgent(BaseAgent):
     :param prediction_horizon: actions denoised per plan (``horizon``); a multiple of 4 for the UNet.
     :param n_obs_steps: observations the plan is conditioned on (the first step repeats the
         first observation).
+    :param pad_short_episodes: train on demonstrations shorter than ``prediction_horizon`` too,
+        end-padded with their last step (default: they are skipped).
     :param size: UNet preset, the paper's Table 3: ``"xs"|"s"|"m"|"l"|"xl"``.
     :param num_inference_steps: denoising steps per plan (Diffusion Policy: DDPM, 100).
     :param scheduler: sampler, ``"ddpm"`` or ``"ddim"``.
@@ -50,6 +52,7 @@ class DPAgent(BaseAgent):
         action_horizon: int = 8,
         prediction_horizon: int = 16,
         n_obs_steps: int = 2,
+        pad_short_episodes: bool = False,
         size: str = "s",
         num_inference_steps: int = 100,
         scheduler: str = "ddpm",
@@ -66,6 +69,7 @@ class DPAgent(BaseAgent):
         if size not in UNET_PRESETS:
             raise ValueError(f"size must be one of {sorted(UNET_PRESETS)}, got {size!r}")
         self.prediction_horizon, self.n_obs_steps = int(prediction_horizon), int(n_obs_steps)
+        self.pad_short_episodes = bool(pad_short_episodes)
         super().__init__(action_horizon=action_horizon, device=device, seed=seed)
         self.size = size
         self.num_inference_steps, self.scheduler = int(num_inference_steps), scheduler
@@ -83,6 +87,7 @@ class DPAgent(BaseAgent):
             **super()._config(),
             "prediction_horizon": self.prediction_horizon,
             "n_obs_steps": self.n_obs_steps,
+            "pad_short_episodes": self.pad_short_episodes,
             "size": self.size,
             "num_inference_steps": self.num_inference_steps,
             "scheduler": self.scheduler,
@@ -127,7 +132,10 @@ class DPAgent(BaseAgent):
         :param progress_bar: show a tqdm bar.
         """
         demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
-        windows = SnippetDataset(demos, self.prediction_horizon, self.obs_normalizer, self.action_normalizer, pad_before=self.n_obs_steps - 1)
+        windows = SnippetDataset(
+            demos, self.prediction_horizon, self.obs_normalizer, self.action_normalizer,
+            pad_before=self.n_obs_steps - 1, pad_short_episodes=self.pad_short_episodes,
+        )  # fmt: skip
 
         def loss(batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
             # Padded steps are kept in the loss, as in Diffusion Policy: at an episode's end the

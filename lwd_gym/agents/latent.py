@@ -56,6 +56,7 @@ class LatentDiffusionAgent(BaseAgent):
         diffusion_epochs: int,
         device: str | torch.device,
         seed: int,
+        pad_short_episodes: bool = False,
     ) -> None:
         if condition_on not in CONDITIONS:
             raise ValueError(f"condition_on must be one of {CONDITIONS}, got {condition_on!r}")
@@ -68,6 +69,7 @@ class LatentDiffusionAgent(BaseAgent):
         if not 0 <= kl_coef < 1:
             raise ValueError(f"kl_coef must be in [0, 1), got {kl_coef}")
         self.snippet_length = int(snippet_length or action_horizon)
+        self.pad_short_episodes = bool(pad_short_episodes)
         super().__init__(action_horizon=action_horizon, device=device, seed=seed)
         self.latent_dim = int(latent_dim)
         self.latent_length = int(latent_length)
@@ -87,6 +89,7 @@ class LatentDiffusionAgent(BaseAgent):
         return {
             **super()._config(),
             "snippet_length": self.snippet_length,
+            "pad_short_episodes": self.pad_short_episodes,
             "latent_dim": self.latent_dim,
             "latent_length": self.latent_length,
             "kl_coef": self.kl_coef,
@@ -151,7 +154,9 @@ class LatentDiffusionAgent(BaseAgent):
         :param progress_bar: show tqdm bars.
         """
         demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
-        snippets = SnippetDataset(demos, self.snippet_length, self.obs_normalizer, self.action_normalizer)
+        snippets = SnippetDataset(
+            demos, self.snippet_length, self.obs_normalizer, self.action_normalizer, pad_short_episodes=self.pad_short_episodes
+        )
         self._fit(
             "vae",
             self.vae,

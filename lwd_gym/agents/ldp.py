@@ -23,6 +23,8 @@ class LDPAgent(LatentDiffusionAgent):
 
     :param action_horizon: actions executed per plan; at most ``snippet_length``.
     :param snippet_length: steps per snippet and per decoded chunk (default ``action_horizon``).
+    :param pad_short_episodes: train on demonstrations shorter than a snippet too, end-padded
+        with their last step and masked out of the loss (default: they are skipped).
     :param decoder_hidden: hidden widths of the MLP decoder ``z -> chunk``.
 
     The other parameters are :class:`~lwd_gym.agents.LWDAgent`'s.
@@ -32,6 +34,7 @@ class LDPAgent(LatentDiffusionAgent):
         self,
         action_horizon: int = 8,
         snippet_length: int | None = None,
+        pad_short_episodes: bool = False,
         latent_dim: int = 256,
         latent_length: int = 16,
         decoder_hidden: Sequence[int] = (256, 256),
@@ -51,6 +54,7 @@ class LDPAgent(LatentDiffusionAgent):
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
+            pad_short_episodes,
         )  # fmt: skip
         self.decoder_hidden = [int(h) for h in decoder_hidden]
         self._plans = ActionChunks()

@@ -32,6 +32,8 @@ class LWDAgent(LatentDiffusionAgent):
     :param action_horizon: ``H_a``, steps one generated policy is followed before re-sampling
         (may exceed the episode length: one policy per episode).
     :param snippet_length: ``H``, steps per VAE training snippet; defaults to ``action_horizon``.
+    :param pad_short_episodes: train on demonstrations shorter than a snippet too, end-padded
+        with their last step and masked out of the loss (default: they are skipped).
     :param latent_dim: size of the policy latent ``z``.
     :param latent_length: the latent is laid out as ``[latent_dim // latent_length, latent_length]``
         for the 1-D UNet denoiser.
@@ -65,6 +67,7 @@ class LWDAgent(LatentDiffusionAgent):
         self,
         action_horizon: int = 32,
         snippet_length: int | None = None,
+        pad_short_episodes: bool = False,
         latent_dim: int = 256,
         latent_length: int = 16,
         policy_hidden: Sequence[int] = (256, 256),
@@ -99,6 +102,7 @@ class LWDAgent(LatentDiffusionAgent):
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
+            pad_short_episodes,
         )  # fmt: skip
         self.policy_hidden = [int(h) for h in policy_hidden]
         self.hypernet_size = hypernet_size if isinstance(hypernet_size, str) else [int(w) for w in hypernet_size]

@@ -2,8 +2,10 @@
 
 All steps of all episodes sit in one flat tensor (that *is* the dataset); a snippet is just
 its start row, so memory stays O(steps) however many overlapping windows there are.
-Padding policy: episodes shorter than ``snippet_length`` are skipped (they cannot fill one
-snippet; a dataset without any long-enough episode is an error).  In the others a snippet
+Padding policy: by default episodes shorter than ``snippet_length`` are skipped (they cannot
+fill one snippet; a dataset without any long-enough episode is an error); with
+``pad_short_episodes=True`` they are kept and end-padded like any other snippet (LeRobot's
+convention, for horizons longer than some demonstrations).  In every kept episode a snippet
 starts at *every* step; past the episode's end it repeats the last (state, action) and its
 ``mask`` is false there, so losses can ignore the padding.  Starting windows at every step
 matters because agents re-plan from states late in an episode too.
@@ -31,27 +33,36 @@ class SnippetDataset(Dataset):
     :param obs_normalizer: applied to states.
     :param action_normalizer: applied to actions.
     :param pad_before: windows may start this many steps before an episode (edge-padded).
+    :param pad_short_episodes: keep episodes shorter than ``snippet_length`` (end-padded, masked)
+        instead of skipping them.
     """
 
     def __init__(
-        self, demos: Demonstrations, snippet_length: int, obs_normalizer: Normalizer, action_normalizer: Normalizer, *, pad_before: int = 0
+        self,
+        demos: Demonstrations,
+        snippet_length: int,
+        obs_normalizer: Normalizer,
+        action_normalizer: Normalizer,
+        *,
+        pad_before: int = 0,
+        pad_short_episodes: bool = False,
     ) -> None:
         if snippet_length < 1:
             raise ValueError(f"snippet_length must be >= 1, got {snippet_length}")
         if not 0 <= pad_before < snippet_length:
             raise ValueError(f"pad_before must be in [0, snippet_length={snippet_length}), got {pad_before}")
         lengths = demos.lengths
-        if not (lengths >= snippet_length).any():
+        if not pad_short_episodes and not (lengths >= snippet_length).any():
             raise ValueError(
                 f"no episode is at least snippet_length={snippet_length} steps long (longest: {lengths.max()} steps "
-                f"over {len(lengths)} episodes); use a shorter snippet_length or longer episodes"
+                f"over {len(lengths)} episodes); use a shorter snippet_length, longer episodes or pad_short_episodes=True"
             )
         self.snippet_length = snippet_length
         self.states = torch.from_numpy(obs_normalizer.normalize(np.concatenate(demos.observations)).astype(np.float32))
         self.actions = torch.from_numpy(action_normalizer.normalize(np.concatenate(demos.actions)).astype(np.float32))
         self.step_tasks = torch.from_numpy(np.repeat(demos.tasks, lengths))
         episode_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        long_enough = lengths >= snippet_length
+        long_enough = np.ones_like(lengths, dtype=bool) if pad_short_episodes else lengths >= snippet_length
         begins, counts = episode_starts[long_enough], lengths[long_enough] + pad_before
         self.starts = torch.from_numpy(np.concatenate([b - pad_before + np.arange(n) for b, n in zip(begins, counts)]))
         self.begins = torch.from_numpy(np.repeat(begins, counts))
