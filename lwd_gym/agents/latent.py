@@ -208,6 +208,28 @@ class LatentDiffusionAgent(BaseAgent):
         cond = {} if conds[0] is None else {"cond": torch.cat(conds)}
         return torch.cat(latents), cond
 
+    @torch.no_grad()
+    def encode(self, states: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Posterior means ``[n, latent_dim]`` of the VAE encoder for ``n`` snippets.
+
+        :param states: raw (unnormalised) states ``[n, snippet_length, state_dim]`` (no task id).
+        :param actions: raw actions ``[n, snippet_length, action_dim]``.
+
+        The snippets are normalised as in training; the means are the latents the diffusion
+        model was fitted to (before its min-max scaling), e.g. for analysing behaviours.
+        """
+        if not self.is_trained:
+            raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
+        s, a = torch.as_tensor(states, dtype=torch.float32), torch.as_tensor(actions, dtype=torch.float32)
+        expected_s = (self.snippet_length, self.state_space.shape[0])
+        expected_a = (self.snippet_length, self.action_space.shape[0])
+        if s.ndim != 3 or tuple(s.shape[1:]) != expected_s or a.ndim != 3 or tuple(a.shape[1:]) != expected_a or len(s) != len(a):
+            raise ValueError(f"expected states [n, *{expected_s}] and actions [n, *{expected_a}], got {tuple(s.shape)} and {tuple(a.shape)}")
+        s = self.obs_normalizer.normalize(s.to(self.device))
+        a = self.action_normalizer.normalize(a.to(self.device))
+        means = [self.vae.encoder(s[i : i + 4096], a[i : i + 4096])[0] for i in range(0, len(s), 4096)]
+        return torch.cat(means).cpu().numpy() if means else np.zeros((0, self.latent_dim), np.float32)
+
     def _extra_state(self) -> dict[str, Any]:
         return {"latent_normalizer": self.latent_normalizer.to_dict()}
 
