@@ -1,0 +1,123 @@
+"""Smoke tests of ``benchmarks.metaworld`` (tiny profile): JSON shape and ranges, PNGs, the cache a
+rerun resumes from, and the FLOPs extrapolation.  Numbers are not checked (benchmarks report them)."""
+import json
+import math
+
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _finite_positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def _probability(x):
+    return isinstance(x, (int, float)) and 0 <= x <= 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run of both experiments, shared by the tests below (its own Minari dir)."""
+    pytest.importorskip("metaworld")
+    from benchmarks.metaworld import main
+
+    out = tmp_path_factory.mktemp("metaworld-bench")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
+        results = main(["--profile", "tiny", "--out", str(out)])
+    return out, results
+
+
+def _common_header(saved, name):
+    assert saved["benchmark"] == name and saved["profile"] == "tiny" and saved["subset"]
+    assert saved["machine"]["cpu_cores"] >= 1 and len(saved["tasks"]) >= 2
+    assert set(saved["expert_success"]) == set(saved["tasks"]) and all(_probability(v) for v in saved["expert_success"].values())
+    assert saved["eval"]["episodes_per_task"] >= 1 and saved["eval"]["episode_steps"] == 500
+
+
+def _check_rollout(r, tasks):
+    assert _probability(r["success_rate"]), r
+    low, high = r["success_ci95"]
+    assert 0 <= low <= r["success_rate"] <= high <= 1, r
+    assert set(r["per_task_success"]) == set(tasks) and all(_probability(v) for v in r["per_task_success"].values())
+    assert r["episodes"] >= len(tasks) and r["episodes"] % len(tasks) == 0  # the same number of episodes per task
+    assert _finite_positive(r["predict_us_per_env_step"])
+
+
+def test_compute_json_and_png(tiny_run):
+    out, results = tiny_run
+    saved = json.loads((out / "metaworld-compute.json").read_text())
+    assert (out / "metaworld-compute.png").read_bytes()[:8] == PNG_MAGIC
+    _common_header(saved, "metaworld-compute")
+    rows = saved["rows"]
+    assert {r["agent"] for r in rows} == {"LWD", "DP", "MLP"}
+    assert {r["horizon"] for r in rows if r["agent"] == "DP"} == {32, 128}  # the issue's two DP horizons
+    for r in rows:
+        assert _finite_positive(r["gflops_per_step"]) and _finite_positive(r["gflops_per_step_ddpm100"]), r
+        if r["agent"] == "DP":
+            assert r["action_horizon"] == r["horizon"] // 2  # re-plans every H_a / 2
+        if r["agent"] == "LWD":
+            assert r["action_horizon"] == 500 and r["condition_on"] == "task"  # one policy per episode
+        if r["agent"] == "MLP":
+            assert r["gflops_per_step_ddpm100"] == r["gflops_per_step"]  # no sampler
+        else:  # 100 denoising steps cost more than the tiny profile's 2
+            assert r["gflops_per_step_ddpm100"] > r["gflops_per_step"]
+        if r["success_rate"] is None:  # a configuration with FLOPs only
+            assert r["agent"] == "DP" and r["success_ci95"] is None
+        else:
+            _check_rollout(r, saved["tasks"])
+    assert all(r["success_rate"] is not None for r in rows if r["agent"] != "DP")
+    assert any(r["success_rate"] is not None for r in rows if r["agent"] == "DP")
+    ratio = saved["ratio"]
+    labels = {r["label"] for r in rows if r["success_rate"] is not None}
+    assert ratio["lwd"] in labels and ratio["dp"] in labels
+    assert _finite_positive(ratio["ratio"]) and _finite_positive(ratio["ratio_ddpm100"]) and ratio["paper_ratio"] == 45
+    assert results["compute"]["rows"] == rows
+
+
+def test_hypernet_json_and_png(tiny_run):
+    out, results = tiny_run
+    saved = json.loads((out / "metaworld-hypernet.json").read_text())
+    assert (out / "metaworld-hypernet.png").read_bytes()[:8] == PNG_MAGIC
+    _common_header(saved, "metaworld-hypernet")
+    rows = saved["rows"]
+    assert {r["snippet_length"] for r in rows} == {500, 50}
+    for snippet in (500, 50):
+        cells = [r for r in rows if r["snippet_length"] == snippet]
+        assert len({r["hypernet"] for r in cells}) == len(cells) >= 2
+        sizes = [r["hypernet_params"] for r in cells]  # presets in increasing order
+        assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+        for r in cells:
+            assert r["action_horizon"] == snippet and r["condition_on"] == ("task" if snippet == 500 else "obs+task")
+            assert _finite_positive(r["vae_bc_mse"]) and _finite_positive(r["gflops_per_step"])
+            _check_rollout(r, saved["tasks"])
+    assert results["hypernet"]["rows"] == rows
+
+
+def test_rerun_resumes_from_the_cache(tiny_run, monkeypatch):
+    from benchmarks.metaworld import main
+
+    out, results = tiny_run
+    cache = out / "cache" / "metaworld"
+    assert list(cache.glob("*.ckpt")) and list((cache / "cells").glob("*.json"))
+    assert not list(cache.glob("*-state"))  # resumable-training state goes once the agent is saved
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
+    again = main(["--profile", "tiny", "--out", str(out), "--experiment", "compute"])
+    cells = [t for t in again["compute"]["timings"] if t["what"].startswith("cell ")]
+    assert cells and all(t["cached"] for t in cells)  # nothing trained or rolled out again
+    assert not any(t["what"].startswith(("train/load", "evaluate")) for t in again["compute"]["timings"])
+    assert again["compute"]["rows"] == results["compute"]["rows"]
+
+
+def test_flops_extrapolation_matches_a_direct_count(tiny_run):
+    """``flops_at`` extrapolates from 1 and 2 denoising steps; a direct count at 3 agrees."""
+    from benchmarks.metaworld import flops_at
+    from lwd_gym import BaseAgent
+
+    out, _ = tiny_run
+    for prefix in ("lwd-", "dp-"):
+        agent = BaseAgent.load(next((out / "cache" / "metaworld").glob(f"{prefix}*.ckpt")), device="cpu")
+        predicted = flops_at(agent, [3])[0]
+        agent.num_inference_steps = 3
+        assert predicted == pytest.approx(agent.flops_per_step(), rel=1e-9)
