@@ -112,3 +112,17 @@ def synthetic_dataset(dataset_id: str, obs_dim: int, act_dim: int, episodes: int
                           truncations=np.r_[np.zeros(length - 1, bool), True], infos={})  # fmt: skip
         )
     return minari.create_dataset_from_buffers(dataset_id, buffers, observation_space=obs_space, action_space=act_space)
+
+
+def demonstrations(source: str, num_episodes: int, seed: int = 0, *, progress: bool = True):
+    """The Minari dataset of ``num_episodes`` expert episodes of demo source ``source`` (see
+    :func:`lwd_gym.data.sources.collect`), collected once and then loaded: its id names the
+    request, so benchmarks asking for the same data share it."""
+    import minari
+
+    from lwd_gym.data.sources import collect
+
+    dataset_id = f"bench/{source.replace('/', '-')}-{num_episodes}ep-seed{seed}-v0"
+    if dataset_id in minari.list_local_datasets():
+        return minari.load_dataset(dataset_id)
+    return collect(source, num_episodes, seed, dataset_id=dataset_id, progress=progress)[0]

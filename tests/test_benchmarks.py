@@ -45,3 +45,30 @@ def test_samplers(tmp_path, env):
         assert 0 <= r["success_rate"] <= 1 and _finite_positive(r["query_ms"]) and len(r["success_ci95"]) == 2
     assert saved["pick"] is None or saved["pick"] in {f"{r['sampler']}-{r['steps']}" for r in saved["rows"]}
     assert (tmp_path / "cache" / f"samplers-{env}-tiny.ckpt").exists()  # the trained agent is cached for reruns
+
+
+def test_horizon(tmp_path, monkeypatch):
+    results = _run("horizon", tmp_path)
+    saved = json.loads((tmp_path / "horizon-pusht.json").read_text())
+    assert (tmp_path / "horizon-pusht.png").read_bytes()[:8] == PNG_MAGIC
+    assert (tmp_path / "horizon-pusht-time.png").read_bytes()[:8] == PNG_MAGIC
+    assert saved["benchmark"] == "horizon" and saved["methods"] == ["LWD", "LWD+WM", "DP", "LDP", "MLP", "Random"]
+    grid = {(r["method"], r["horizon"], r["magnitude"]) for r in saved["rows"]}
+    for method in ("LWD", "LWD+WM", "DP", "LDP"):  # one agent per horizon, evaluated at every magnitude
+        assert {(method, h, m) for h in saved["horizons"] for m in saved["magnitudes"]} <= grid
+    assert {("MLP", None, m) for m in saved["magnitudes"]} <= grid
+    for r in saved["rows"]:
+        assert 0 <= r["success_rate"] <= 1 and 0 <= r["mean_max_reward"] <= 1 and r["episodes"] == saved["episodes_per_cell"]
+        assert r["compute_s_per_episode"] >= 0
+    for d in saved["drops"]["mean_max_reward"]:
+        assert d["best_horizon"] in saved["horizons"] and min(d["drop"].values()) == 0 and all(v >= 0 for v in d["drop"].values())
+    # A rerun loads every trained agent and evaluated cell from the cache instead of redoing them.
+    from lwd_gym import BaseAgent
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached agent was retrained or a cached cell re-evaluated")
+
+    monkeypatch.setattr(BaseAgent, "_prepare", must_not_run)  # every learn() starts here
+    monkeypatch.setattr("benchmarks.horizon.evaluate", must_not_run)
+    rerun = _run("horizon", tmp_path)
+    assert rerun["rows"] == results["rows"] and rerun["training"] == results["training"]

@@ -1,0 +1,415 @@
+"""Action horizon x perturbation: how each method degrades as its plans run longer and the world is pushed.
+
+    python -m benchmarks.horizon --profile quick               # PushT (paper Fig 3): LWD, LWD+WM, DP, LDP, MLP, Random
+    python -m benchmarks.horizon --profile quick --env lift    # robosuite Lift, end-effector pushes (Fig 5): LWD, DP
+    python -m benchmarks.horizon --profile quick --env can     # robosuite PickPlaceCan (Fig 5)
+
+For every method and action horizon ``H_a`` one agent is trained (LWD / LDP on snippets of
+``H_a`` steps, LWD conditioned on the state at which it samples a policy; DP predicting
+``H_a + n_obs_steps - 1`` actions, rounded up to a multiple of 4); MLP and Random have no horizon
+and are trained once.  Each agent is evaluated on the same seeded episodes at every perturbation
+magnitude (PushT: the T block is moved by ``magnitude`` px with probability ``p`` per step,
+:class:`~lwd_gym.wrappers.PushTPerturbation`; robosuite: the end effector is pushed by
+``magnitude`` m, :class:`~lwd_gym.wrappers.EndEffectorPerturbation`).  Reported: success rate,
+mean max reward (PushT: coverage), the *drop* from each method's best horizon, and the agent's
+own compute time per episode (``predict`` time x episode length; paper Fig 19).
+
+"LWD+WM" is LWD with the co-trained world model and rollout loss (issue #7); it answers whether
+the world model helps most at long horizons and large perturbations.
+
+Demonstrations shorter than a snippet are end-padded and masked
+(``pad_short_episodes=True``): PushT expert episodes are 34-133 steps long, so at ``H_a`` = 64
+and 128 most of them would otherwise be dropped.
+
+Everything is cached under ``--out/cache/horizon-ENV-PROFILE/``: each trained agent (and its
+resumable training state while it trains) and each evaluated cell, so a sweep that stops
+resumes where it stopped.  Writes ``horizon-ENV.json`` (every cell, every episode's outcome
+summarised), ``horizon-ENV.png`` (success and reward vs ``H_a``, one panel per magnitude) and
+``horizon-ENV-time.png`` (compute per episode vs ``H_a``).
+
+Quick profile (2-core CPU, measured in benchmarks/README.md): small networks, 200 gradient
+steps per training stage (~7 epochs), a few-step DDIM sampler for every diffusion method (DP too, so its cost fits), one training
+seed and 30 seeded episodes per cell: the numbers are indicative only.  Paper profile: the
+paper's sizes and learning rates (latent 256, batch 32, lr 3e-4 VAE / 1e-4 diffusion), DP with
+DDPM-100, 3 training seeds x 500 episodes per cell (50 initial states x 10 repeats); for a GPU.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from benchmarks import common
+from lwd_gym import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent, evaluate
+from lwd_gym.evaluation import wilson_interval
+
+#: Methods whose agent depends on the action horizon; the others are trained once.
+HORIZON_METHODS = ("LWD", "LWD+WM", "DP", "LDP")
+AGENT_CLASSES = {"LWD": LWDAgent, "LWD+WM": LWDAgent, "DP": DPAgent, "LDP": LDPAgent, "MLP": MLPAgent, "Random": RandomAgent}
+
+
+@dataclass
+class Setting:
+    """One (env, profile): the grid, the data and every method's constructor arguments."""
+
+    source: str  # demo source for lwd_gym.data.sources.collect
+    env_id: str
+    methods: tuple[str, ...]
+    horizons: tuple[int, ...]
+    magnitudes: tuple[float, ...]
+    unit: str
+    p: float
+    num_demos: int
+    episodes: int
+    train_seeds: tuple[int, ...]
+    agent_kwargs: dict[str, dict[str, Any]]
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_steps: dict[str, int] | None = None  # fixed gradient steps per stage instead of epochs (not for MLP, Random)
+    n_envs: int = 10
+
+
+def _latent(size: str, *, latent_dim: int, batch: int, vae_lr: float, diffusion_lr: float, epochs: int, steps: int, sampler: str) -> dict[str, Any]:
+    return dict(latent_dim=latent_dim, latent_length=16 if latent_dim >= 64 else 4, diffusion_size=size, batch_size=batch, vae_lr=vae_lr,
+                diffusion_lr=diffusion_lr, vae_epochs=epochs, diffusion_epochs=epochs, scheduler=sampler, num_inference_steps=steps,
+                pad_short_episodes=True)  # fmt: skip
+
+
+def _agent_kwargs(profile: str) -> dict[str, dict[str, Any]]:
+    """Constructor arguments per method (without the horizon-dependent ones)."""
+    if profile == "paper":
+        shared = _latent("s", latent_dim=256, batch=32, vae_lr=3e-4, diffusion_lr=1e-4, epochs=100, steps=10, sampler="ddim")
+        lwd = dict(shared, hypernet_size="s", policy_hidden=(256, 256), kl_coef=1e-7)
+        return {
+            "LWD": lwd,
+            "LWD+WM": dict(lwd, world_model=True, world_model_hidden=(1024, 1024), world_model_warmup_epochs=10),
+            "LDP": dict(shared, decoder_hidden=(256, 256), kl_coef=1e-7),
+            "DP": dict(size="m", scheduler="ddpm", num_inference_steps=100, batch_size=32, lr=1e-4, epochs=100, pad_short_episodes=True),
+            "MLP": dict(hidden=(256, 256), batch_size=32, lr=1e-4, epochs=100),
+            "Random": {},
+        }
+    small = profile == "tiny"
+    shared = _latent("xs", latent_dim=16 if small else 64, batch=256, vae_lr=1e-3, diffusion_lr=3e-3, epochs=10, steps=2 if small else 10, sampler="ddim")
+    lwd = dict(shared, hypernet_size="xs", policy_hidden=(16, 16) if small else (128, 128), kl_coef=1e-7)
+    return {
+        "LWD": lwd,
+        "LWD+WM": dict(lwd, world_model=True, world_model_hidden=(16, 16) if small else (256, 256), world_model_warmup_epochs=2),
+        "LDP": dict(shared, decoder_hidden=(16, 16) if small else (256, 256), kl_coef=1e-7),
+        "DP": dict(size="xs", scheduler="ddim", num_inference_steps=2 if small else 10, batch_size=256, lr=1e-3, epochs=10, pad_short_episodes=True),
+        "MLP": dict(hidden=(16, 16) if small else (256, 256), batch_size=256, lr=1e-3, epochs=30),
+        "Random": {},
+    }
+
+
+def _train_steps(profile: str) -> dict[str, int] | None:
+    """Gradient steps per stage (``learn``'s ``vae_steps`` / ``diffusion_steps`` / ``steps``), or
+    None for the agents' epochs.  Quick fixes them (~7 epochs of 100 PushT demos at batch 256) so
+    that 21 trainings fit its budget whatever the snippet length."""
+    if profile == "paper":
+        return None
+    n = 2 if profile == "tiny" else 200
+    return {"vae_steps": n, "diffusion_steps": n, "steps": n}
+
+
+def setting(env: str, profile: str) -> Setting:
+    """The grid of ``env`` at ``profile``."""
+    kwargs = _agent_kwargs(profile)
+    tiny = profile == "tiny"
+    paper = profile == "paper"
+    common_args: dict[str, Any] = dict(
+        agent_kwargs=kwargs,
+        episodes=2 if tiny else 500 if paper else 30,
+        train_seeds=(0, 1, 2) if paper else (0,),
+        train_steps=_train_steps(profile),
+        n_envs=2 if tiny else 10,
+    )
+    if env == "pusht":
+        return Setting(
+            source="pusht", env_id="gym_pusht/PushT-v0", unit="px", p=0.1,
+            methods=("LWD", "LWD+WM", "DP", "LDP", "MLP", "Random"),
+            horizons=(4, 8) if tiny else (8, 16, 32, 64, 128), magnitudes=(0.0, 25.0) if tiny else (0.0, 25.0, 50.0),
+            num_demos=2 if tiny else 200 if paper else 100, env_kwargs={"max_episode_steps": 12} if tiny else {},
+            **common_args,
+        )  # fmt: skip
+    if env in ("lift", "can"):
+        return Setting(
+            source=f"robosuite/{env}", env_id=f"lwd_gym/{env.capitalize()}-v0", unit="m", p=0.1,
+            methods=("LWD", "DP"), horizons=(4, 8) if tiny else (8, 32, 128), magnitudes=(0.0, 0.05) if tiny else (0.0, 0.05, 0.1),
+            num_demos=2 if tiny else 200 if paper else 30, env_kwargs={"max_episode_steps": 12} if tiny else {},
+            **common_args,
+        )  # fmt: skip
+    raise ValueError(f"unknown env {env!r}")
+
+
+def make_agent(method: str, horizon: int, s: Setting, seed: int, device: str) -> BaseAgent:
+    """A fresh agent of ``method`` for action horizon ``horizon``."""
+    kwargs = dict(s.agent_kwargs[method], device=device, seed=seed)
+    if method in ("LWD", "LWD+WM", "LDP"):
+        kwargs.update(action_horizon=horizon, snippet_length=horizon)
+        if method == "LWD+WM":
+            kwargs["world_model_history"] = 1
+    elif method == "DP":
+        n_obs = 2
+        kwargs.update(action_horizon=horizon, n_obs_steps=n_obs, prediction_horizon=max(16, 4 * math.ceil((horizon + n_obs - 1) / 4)))
+    return AGENT_CLASSES[method](**kwargs)
+
+
+def _steps(method: str, s: Setting) -> dict[str, int]:
+    """``learn``'s step arguments for ``method`` (empty: the agent's epochs)."""
+    if s.train_steps is None or method in ("Random", "MLP"):  # the MLP is cheap: its epochs
+        return {}
+    names = ("vae_steps", "diffusion_steps") if method in ("LWD", "LWD+WM", "LDP") else ("steps",)
+    return {k: s.train_steps[k] for k in names}
+
+
+def _key(method: str, horizon: int | None, seed: int, s: Setting) -> str:
+    """Cache name of a trained agent: changing its arguments or training steps retrains it."""
+    spec = {"kwargs": s.agent_kwargs[method], "steps": _steps(method, s), "demos": [s.source, s.num_demos]}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{method.replace('+', '_')}-H{horizon if horizon is not None else 'na'}-s{seed}-{digest}"
+
+
+def trained_agent(method: str, horizon: int | None, s: Setting, seed: int, dataset: Any, cache: Path, device: str) -> tuple[BaseAgent, float]:
+    """The agent (loaded from ``cache`` if it was trained before) and its training seconds."""
+    agent = make_agent(method, horizon or 1, s, seed, device)
+    key = _key(method, horizon, seed, s)
+    path = cache / f"{key}.ckpt"
+    meta = cache / f"{key}.json"
+    if path.exists() and meta.exists():
+        return BaseAgent.load(path, device=device), json.loads(meta.read_text())["train_seconds"]
+    start = time.perf_counter()
+    kwargs: dict[str, Any] = {"progress_bar": False, **_steps(method, s)}
+    if method != "Random":
+        kwargs["checkpoint_dir"] = cache / f"{key}-state"
+    agent.learn(dataset, **kwargs)
+    seconds = time.perf_counter() - start
+    agent.save(path)
+    common.write_json(cache, key, {"method": method, "horizon": horizon, "seed": seed, "train_seconds": seconds})
+    return agent, seconds
+
+
+def env_factory(env: str, s: Setting, magnitude: float) -> Callable[[], gym.Env]:
+    """A zero-argument factory of the perturbed env (picklable for subprocess vector envs)."""
+    return _Factory(env, s.env_id, dict(s.env_kwargs), s.p, magnitude)
+
+
+@dataclass
+class _Factory:
+    env: str
+    env_id: str
+    env_kwargs: dict[str, Any]
+    p: float
+    magnitude: float
+
+    def __call__(self) -> gym.Env:
+        if self.env == "pusht":
+            from lwd_gym.envs.pusht import make_pusht_env
+            from lwd_gym.wrappers import PushTPerturbation
+
+            inner = make_pusht_env("state", **self.env_kwargs)
+            return PushTPerturbation(inner, p=self.p, magnitude=self.magnitude) if self.magnitude > 0 else inner
+        from lwd_gym.wrappers import EndEffectorPerturbation
+
+        inner = gym.make(self.env_id, **self.env_kwargs)
+        return EndEffectorPerturbation(inner, p=self.p, magnitude=self.magnitude) if self.magnitude > 0 else inner
+
+
+def evaluate_cell(agent: BaseAgent, env: str, s: Setting, magnitude: float, path: Path) -> dict[str, Any]:
+    """Success, reward and compute of ``agent`` at one perturbation magnitude (cached at ``path``)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    result = evaluate(agent, env_factory(env, s, magnitude), s.episodes, seed=10_000, n_envs=s.n_envs, count_flops=False, progress=False)
+    successes = [r for r in result.episodes if r["is_success"]]
+    cell = {
+        "success_rate": result.success_rate,
+        "success_ci95": list(result.success_ci95),
+        "mean_max_reward": result.mean_max_reward,
+        "max_reward_sem": float(np.std([r["max_reward"] for r in result.episodes], ddof=1) / math.sqrt(s.episodes)) if s.episodes > 1 else 0.0,
+        "mean_length": result.mean_length,
+        "queries_per_episode": result.diffusion_queries_per_episode,
+        "predict_ms_per_step": result.predict_time_per_step * 1e3,
+        # Fig 19: the agent's own compute per episode (predict time x steps), env time excluded.
+        "compute_s_per_episode": result.predict_time_per_step * result.mean_length,
+        "compute_s_per_successful_episode": (
+            result.predict_time_per_step * float(np.mean([r["length"] for r in successes])) if successes else None
+        ),
+        "episodes": result.episodes,
+    }
+    common.write_json(path.parent, path.stem, cell)
+    return cell
+
+
+def drops(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, float], dict[str, Any]]:
+    """Per (method, magnitude): the best horizon, its value and the drop from it at every horizon."""
+    out: dict[tuple[str, float], dict[str, Any]] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for magnitude in dict.fromkeys(r["magnitude"] for r in rows):
+            cells = [r for r in rows if r["method"] == method and r["magnitude"] == magnitude and r["horizon"] is not None]
+            if not cells:
+                continue
+            best = max(cells, key=lambda r: r[metric])
+            out[(method, magnitude)] = {
+                "best_horizon": best["horizon"], "best": best[metric],
+                "drop": {r["horizon"]: best[metric] - r[metric] for r in cells},
+            }  # fmt: skip
+    return out
+
+
+def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Means over training seeds, one row per (method, horizon, magnitude)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault((c["method"], c["horizon"], c["magnitude"]), []).append(c)
+    rows = []
+    for (method, horizon, magnitude), group in groups.items():
+        row = {"method": method, "horizon": horizon, "magnitude": magnitude, "train_seeds": len(group)}
+        for k in ("success_rate", "mean_max_reward", "mean_length", "queries_per_episode", "compute_s_per_episode"):
+            row[k] = float(np.mean([c[k] for c in group]))
+        episodes = [e for c in group for e in c["episodes"]]
+        row["episodes"] = len(episodes)
+        row["success_ci95"] = list(wilson_interval(sum(e["is_success"] for e in episodes), len(episodes)))
+        rewards = [e["max_reward"] for e in episodes]
+        row["max_reward_sem"] = float(np.std(rewards, ddof=1) / math.sqrt(len(rewards))) if len(rewards) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--env", choices=("pusht", "lift", "can"), default="pusht")
+    p.add_argument("--methods", nargs="+", default=None, help="subset of the env's methods")
+    args = p.parse_args(argv)
+    common.setup(args)
+    s = setting(args.env, args.profile)
+    methods = tuple(args.methods or s.methods)
+    unknown = set(methods) - set(s.methods)
+    if unknown:
+        p.error(f"--methods {sorted(unknown)} not run on {args.env}; choose from {s.methods}")
+    cache = Path(args.out) / "cache" / f"horizon-{args.env}-{args.profile}"
+    start = time.perf_counter()
+    dataset = common.demonstrations(s.source, s.num_demos, seed=0, progress=args.profile != "tiny")
+    data_seconds = time.perf_counter() - start
+    cells, training = [], []
+    eval_digest = hashlib.sha256(json.dumps([s.episodes, s.p, s.env_kwargs], sort_keys=True).encode()).hexdigest()[:6]
+    for seed in s.train_seeds:
+        for method in methods:
+            for horizon in s.horizons if method in HORIZON_METHODS else (None,):
+                agent, seconds = trained_agent(method, horizon, s, seed, dataset, cache, args.device)
+                training.append({"method": method, "horizon": horizon, "seed": seed, "train_seconds": seconds})
+                for magnitude in s.magnitudes:
+                    path = cache / "eval" / f"{_key(method, horizon, seed, s)}-m{magnitude:g}-{eval_digest}.json"
+                    cell = evaluate_cell(agent, args.env, s, magnitude, path)
+                    cells.append({"method": method, "horizon": horizon, "magnitude": magnitude, "seed": seed, **cell})
+                    print(
+                        f"{method:7s} H_a={horizon or '-':>4} {magnitude:>5g} {s.unit}: success {cell['success_rate']:.0%}, "
+                        f"max reward {cell['mean_max_reward']:.3f}", flush=True,
+                    )  # fmt: skip
+    rows = aggregate(cells)
+    results = {
+        "benchmark": "horizon", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "methods": list(methods),
+        "horizons": list(s.horizons), "magnitudes": list(s.magnitudes), "unit": s.unit, "p": s.p, "episodes_per_cell": s.episodes,
+        "train_seeds": list(s.train_seeds), "num_demos": s.num_demos, "dataset_seconds": data_seconds, "training": training,
+        "agent_kwargs": s.agent_kwargs, "rows": rows,
+        "drops": {metric: [{"method": m, "magnitude": mag, **d} for (m, mag), d in drops(rows, metric).items()]
+                  for metric in ("success_rate", "mean_max_reward")},
+        "cells": cells, "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    json_path = common.write_json(args.out, f"horizon-{args.env}", results)
+    png_paths = plot(rows, s, args.out, f"horizon-{args.env}")
+    print_tables(rows, s)
+    print(f"\n{results['seconds']:.0f} s (demonstrations {data_seconds:.0f} s); wrote {json_path}, {', '.join(map(str, png_paths))}")
+    return results
+
+
+def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:
+    """Per metric: one row per (method, magnitude), one column per horizon, then the drop at the longest."""
+    longest = s.horizons[-1]
+    for metric, title, fmt in (("success_rate", "success rate", "{:.0%}"), ("mean_max_reward", "mean max reward", "{:.2f}")):
+        table, d = [], drops(rows, metric)
+        for method in dict.fromkeys(r["method"] for r in rows):
+            for magnitude in s.magnitudes:
+                cells = {r["horizon"]: r for r in rows if r["method"] == method and r["magnitude"] == magnitude}
+                line: dict[str, Any] = {"method": method, "magnitude": f"{magnitude:g} {s.unit}"}
+                for h in s.horizons:
+                    cell = cells.get(h, cells.get(None))
+                    line[f"H{h}"] = None if cell is None else fmt.format(cell[metric])
+                    if cell is not None and metric == "mean_max_reward":
+                        line[f"H{h}"] += f" ± {cell['max_reward_sem']:.2f}"
+                if (method, magnitude) in d:
+                    line["best"] = f"H_a={d[(method, magnitude)]['best_horizon']}"
+                    line["drop"] = fmt.format(d[(method, magnitude)]["drop"][longest])
+                table.append(line)
+        columns = [("method", "method", "{}"), ("perturbation", "magnitude", "{}")]
+        columns += [(f"H_a={h}", f"H{h}", "{}") for h in s.horizons] + [("best H_a", "best", "{}"), (f"drop at H_a={longest}", "drop", "{}")]
+        note = " ± standard error" if metric == "mean_max_reward" else ""
+        print(f"\n{title}{note} ({s.env_id}, p = {s.p} per step, {s.episodes} episodes x {len(s.train_seeds)} training seeds per cell; MLP/Random have no horizon)\n")
+        print(common.format_table(table, columns))
+    compute = [r for r in rows if r["magnitude"] == s.magnitudes[0]]
+    print("\ncompute per episode (predict time x episode length, no perturbation), s\n")
+    table = []
+    for method in dict.fromkeys(r["method"] for r in compute):
+        cells = {r["horizon"]: r for r in compute if r["method"] == method}
+        table.append({"method": method, **{f"H{h}": cells.get(h, cells.get(None))["compute_s_per_episode"] for h in s.horizons}})
+    print(common.format_table(table, [("method", "method", "{}")] + [(f"H_a={h}", f"H{h}", "{:.3f}") for h in s.horizons]))
+
+
+def plot(rows: list[dict[str, Any]], s: Setting, out: str, name: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(2, len(s.magnitudes), figsize=(4.2 * len(s.magnitudes), 7), squeeze=False, sharey="row")
+    for j, magnitude in enumerate(s.magnitudes):
+        for i, (metric, label) in enumerate((("success_rate", "success rate"), ("mean_max_reward", "mean max reward"))):
+            ax = axes[i, j]
+            for method in methods:
+                cells = [r for r in rows if r["method"] == method and r["magnitude"] == magnitude]
+                if cells[0]["horizon"] is None:  # no horizon: a flat line
+                    ax.axhline(cells[0][metric], linestyle="--", label=method, color=_color(method))
+                    continue
+                cells.sort(key=lambda r: r["horizon"])
+                x, y = [r["horizon"] for r in cells], np.array([r[metric] for r in cells])
+                ax.plot(x, y, marker="o", label=method, color=_color(method))
+                # Bands: 95 % Wilson interval of the success rate; +-1 standard error of the reward.
+                if metric == "success_rate":
+                    low, high = np.array([r["success_ci95"] for r in cells]).T
+                else:
+                    sem = np.array([r["max_reward_sem"] for r in cells])
+                    low, high = y - sem, y + sem
+                ax.fill_between(x, low, high, color=_color(method), alpha=0.12, linewidth=0)
+            ax.set(xscale="log", xticks=list(s.horizons), xticklabels=[str(h) for h in s.horizons], xlabel="action horizon $H_a$",
+                   ylabel=label if j == 0 else None, title=f"perturbation {magnitude:g} {s.unit}" if i == 0 else None)  # fmt: skip
+            ax.set_ylim(-0.03, 1.03)
+            ax.minorticks_off()
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"{s.env_id}: horizon x perturbation (p = {s.p})")
+    paths = [common.save_figure(fig, out, name)]
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for method in methods:
+        cells = sorted((r for r in rows if r["method"] == method and r["magnitude"] == s.magnitudes[0] and r["horizon"] is not None),
+                       key=lambda r: r["horizon"])  # fmt: skip
+        if cells:
+            ax.plot([r["horizon"] for r in cells], [r["compute_s_per_episode"] for r in cells], marker="o", label=method, color=_color(method))
+    ax.set(xscale="log", yscale="log", xlabel="action horizon $H_a$", ylabel="agent compute per episode (s)", title=f"{s.env_id} (Fig 19 view)")
+    ax.legend(fontsize=8)
+    paths.append(common.save_figure(fig, out, f"{name}-time"))
+    plt.close(fig)
+    return paths
+
+
+def _color(method: str) -> str:
+    return {"LWD": "C0", "LWD+WM": "C4", "DP": "C1", "LDP": "C2", "MLP": "C3", "Random": "C7"}[method]
+
+
+if __name__ == "__main__":
+    main()
