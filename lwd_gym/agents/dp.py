@@ -1,8 +1,9 @@
 """Diffusion Policy (Chi et al., 2023) baseline: diffuse an action sequence, execute part of it.
 
-A :class:`~lwd_gym.nn.ConditionalDiffusion` (the same ConditionalUnet1D as LWD's latent model)
-denoises a sequence of ``prediction_horizon`` actions conditioned (FiLM, global condition) on the
-last ``n_obs_steps`` observations.  As in Diffusion Policy the sequence starts at the oldest
+A :class:`~lwd_gym.nn.ConditionalDiffusion` (the same ConditionalUnet1D, or transformer, as
+LWD's latent model) denoises a sequence of ``prediction_horizon`` actions conditioned (a global
+condition: FiLM in the UNet, cross-attention in the transformer) on the last ``n_obs_steps``
+observations.  As in Diffusion Policy the sequence starts at the oldest
 observed step, so the action for the current step is at index ``n_obs_steps - 1``; the agent
 executes ``action_horizon`` actions from there open-loop, then re-plans.
 """
@@ -19,13 +20,12 @@ from torch import nn
 
 from lwd_gym.agents.base import ActionChunks, BaseAgent
 from lwd_gym.data.snippets import SnippetDataset
-from lwd_gym.nn.diffusion import SAMPLERS, ConditionalDiffusion
-from lwd_gym.nn.unet1d import UNET_PRESETS
+from lwd_gym.nn.diffusion import DENOISERS, SAMPLERS, ConditionalDiffusion
 from lwd_gym.training import steps_for
 
 
 class DPAgent(BaseAgent):
-    """Diffusion Policy with a 1-D conditional UNet (SB3-style ``learn`` / ``predict`` / ``save`` / ``load``).
+    """Diffusion Policy with a 1-D conditional UNet or a transformer (SB3-style ``learn`` / ``predict`` / ``save`` / ``load``).
 
     :param action_horizon: actions executed per plan (Diffusion Policy's ``n_action_steps``);
         at most ``prediction_horizon - n_obs_steps + 1``.
@@ -34,7 +34,10 @@ class DPAgent(BaseAgent):
         first observation).
     :param pad_short_episodes: train on demonstrations shorter than ``prediction_horizon`` too,
         end-padded with their last step (default: they are skipped).
-    :param size: UNet preset, the paper's Table 3: ``"xs"|"s"|"m"|"l"|"xl"``.
+    :param size: denoiser preset: UNet ``"xs"|"s"|"m"|"l"|"xl"`` (the paper's Table 3),
+        transformer ``"xs"|"s"|"m"``.
+    :param denoiser: ``"unet"`` (1-D conditional UNet) or ``"transformer"`` (Diffusion Policy's
+        transformer over the predicted actions, :mod:`lwd_gym.nn.transformer`).
     :param num_inference_steps: denoising steps per plan (Diffusion Policy: DDPM, 100).
     :param scheduler: sampler, ``"ddpm"`` or ``"ddim"``.
     :param batch_size: mini-batch size.
@@ -54,6 +57,7 @@ class DPAgent(BaseAgent):
         n_obs_steps: int = 2,
         pad_short_episodes: bool = False,
         size: str = "s",
+        denoiser: str = "unet",
         num_inference_steps: int = 100,
         scheduler: str = "ddpm",
         batch_size: int = 256,
@@ -66,12 +70,14 @@ class DPAgent(BaseAgent):
             raise ValueError(f"need 1 <= n_obs_steps <= prediction_horizon, got n_obs_steps={n_obs_steps}, prediction_horizon={prediction_horizon}")
         if scheduler not in SAMPLERS:
             raise ValueError(f"scheduler must be one of {sorted(SAMPLERS)}, got {scheduler!r}")
-        if size not in UNET_PRESETS:
-            raise ValueError(f"size must be one of {sorted(UNET_PRESETS)}, got {size!r}")
+        if denoiser not in DENOISERS:
+            raise ValueError(f"denoiser must be one of {sorted(DENOISERS)}, got {denoiser!r}")
+        if size not in DENOISERS[denoiser]:
+            raise ValueError(f"size must be one of {sorted(DENOISERS[denoiser])} for the {denoiser} denoiser, got {size!r}")
         self.prediction_horizon, self.n_obs_steps = int(prediction_horizon), int(n_obs_steps)
         self.pad_short_episodes = bool(pad_short_episodes)
         super().__init__(action_horizon=action_horizon, device=device, seed=seed)
-        self.size = size
+        self.size, self.denoiser = size, denoiser
         self.num_inference_steps, self.scheduler = int(num_inference_steps), scheduler
         self.batch_size, self.lr, self.epochs = int(batch_size), float(lr), int(epochs)
         self.diffusion: ConditionalDiffusion | None = None
@@ -89,6 +95,7 @@ class DPAgent(BaseAgent):
             "n_obs_steps": self.n_obs_steps,
             "pad_short_episodes": self.pad_short_episodes,
             "size": self.size,
+            "denoiser": self.denoiser,
             "num_inference_steps": self.num_inference_steps,
             "scheduler": self.scheduler,
             "batch_size": self.batch_size,
@@ -102,7 +109,7 @@ class DPAgent(BaseAgent):
 
     def _build(self) -> None:
         shape = (self.action_space.shape[0], self.prediction_horizon)  # channels = action dims, as in DP
-        self.diffusion = ConditionalDiffusion(shape, self.cond_dim, size=self.size).to(self.device)
+        self.diffusion = ConditionalDiffusion(shape, self.cond_dim, size=self.size, denoiser=self.denoiser).to(self.device)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"diffusion": self.diffusion}

@@ -21,8 +21,7 @@ from lwd_gym import distributed
 from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
-from lwd_gym.nn.diffusion import SAMPLERS, ConditionalDiffusion
-from lwd_gym.nn.unet1d import UNET_PRESETS
+from lwd_gym.nn.diffusion import DENOISERS, SAMPLERS, ConditionalDiffusion
 from lwd_gym.training import LossFn, TensorBatches, steps_for
 
 CONDITIONS = ("obs", "task", "obs+task", "none")
@@ -57,13 +56,16 @@ class LatentDiffusionAgent(BaseAgent):
         device: str | torch.device,
         seed: int,
         pad_short_episodes: bool = False,
+        denoiser: str = "unet",
     ) -> None:
         if condition_on not in CONDITIONS:
             raise ValueError(f"condition_on must be one of {CONDITIONS}, got {condition_on!r}")
         if scheduler not in SAMPLERS:
             raise ValueError(f"scheduler must be one of {sorted(SAMPLERS)}, got {scheduler!r}")
-        if diffusion_size not in UNET_PRESETS:
-            raise ValueError(f"diffusion_size must be one of {sorted(UNET_PRESETS)}, got {diffusion_size!r}")
+        if denoiser not in DENOISERS:
+            raise ValueError(f"denoiser must be one of {sorted(DENOISERS)}, got {denoiser!r}")
+        if diffusion_size not in DENOISERS[denoiser]:
+            raise ValueError(f"diffusion_size must be one of {sorted(DENOISERS[denoiser])} for the {denoiser} denoiser, got {diffusion_size!r}")
         if latent_dim % latent_length:
             raise ValueError(f"latent_dim={latent_dim} must be divisible by latent_length={latent_length}")
         if not 0 <= kl_coef < 1:
@@ -75,6 +77,7 @@ class LatentDiffusionAgent(BaseAgent):
         self.latent_length = int(latent_length)
         self.kl_coef = float(kl_coef)
         self.diffusion_size = diffusion_size
+        self.denoiser = denoiser
         self.condition_on = condition_on
         self.num_inference_steps = int(num_inference_steps)
         self.scheduler = scheduler
@@ -94,6 +97,7 @@ class LatentDiffusionAgent(BaseAgent):
             "latent_length": self.latent_length,
             "kl_coef": self.kl_coef,
             "diffusion_size": self.diffusion_size,
+            "denoiser": self.denoiser,
             "condition_on": self.condition_on,
             "num_inference_steps": self.num_inference_steps,
             "scheduler": self.scheduler,
@@ -119,7 +123,7 @@ class LatentDiffusionAgent(BaseAgent):
             raise ValueError(f"condition_on={self.condition_on!r} needs task ids: pass a list of datasets, one per task")
         self.vae = self._make_vae().to(self.device)
         latent_shape = (self.latent_dim // self.latent_length, self.latent_length)
-        self.diffusion = ConditionalDiffusion(latent_shape, self.cond_dim, size=self.diffusion_size).to(self.device)
+        self.diffusion = ConditionalDiffusion(latent_shape, self.cond_dim, size=self.diffusion_size, denoiser=self.denoiser).to(self.device)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"vae": self.vae, "diffusion": self.diffusion}

@@ -40,6 +40,7 @@ class LDPAgent(LatentDiffusionAgent):
         decoder_hidden: Sequence[int] = (256, 256),
         kl_coef: float = 1e-8,
         diffusion_size: str = "s",
+        denoiser: str = "unet",
         condition_on: str = "obs",
         num_inference_steps: int = 10,
         scheduler: str = "ddim",
@@ -54,7 +55,7 @@ class LDPAgent(LatentDiffusionAgent):
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
-            pad_short_episodes,
+            pad_short_episodes, denoiser,
         )  # fmt: skip
         self.decoder_hidden = [int(h) for h in decoder_hidden]
         self._plans = ActionChunks()

@@ -36,11 +36,13 @@ class LWDAgent(LatentDiffusionAgent):
         with their last step and masked out of the loss (default: they are skipped).
     :param latent_dim: size of the policy latent ``z``.
     :param latent_length: the latent is laid out as ``[latent_dim // latent_length, latent_length]``
-        for the 1-D UNet denoiser.
+        for the denoiser (``latent_length`` positions, or transformer tokens, of that many channels).
     :param policy_hidden: hidden widths of the generated policy MLP.
     :param hypernet_size: hypernetwork preset ``"xs"|"s"|"m"|"l"`` or a list of hidden widths.
     :param kl_coef: ``beta_kl``, weight of the latent KL term (1e-10 ... 1e-6).
-    :param diffusion_size: UNet preset ``"xs"|"s"|"m"|"l"|"xl"``.
+    :param diffusion_size: denoiser preset: UNet ``"xs"|"s"|"m"|"l"|"xl"``, transformer ``"xs"|"s"|"m"``.
+    :param denoiser: the latent denoiser, ``"unet"`` (Diffusion Policy's 1-D conditional UNet) or
+        ``"transformer"`` (Diffusion Policy's transformer, :mod:`lwd_gym.nn.transformer`).
     :param condition_on: what the latent diffusion is conditioned on: ``"obs"`` (the state when
         the policy is sampled), ``"task"`` (one-hot task id), ``"obs+task"`` or ``"none"``.
     :param num_inference_steps: denoising steps per sample.
@@ -74,6 +76,7 @@ class LWDAgent(LatentDiffusionAgent):
         hypernet_size: str | Sequence[int] = "s",
         kl_coef: float = 1e-8,
         diffusion_size: str = "s",
+        denoiser: str = "unet",
         condition_on: str = "obs",
         num_inference_steps: int = 10,
         scheduler: str = "ddim",
@@ -102,7 +105,7 @@ class LWDAgent(LatentDiffusionAgent):
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
-            pad_short_episodes,
+            pad_short_episodes, denoiser,
         )  # fmt: skip
         self.policy_hidden = [int(h) for h in policy_hidden]
         self.hypernet_size = hypernet_size if isinstance(hypernet_size, str) else [int(w) for w in hypernet_size]

@@ -1,8 +1,10 @@
 """Conditional DDPM over fixed-shape samples ``[C, L]`` scaled to ``[-1, 1]``: loss and sampler.
 
 LWD diffuses policy latents (laid out as ``[C, L]``); the same class serves any agent that
-diffuses a fixed-shape tensor.  Noise schedules and update rules come from ``diffusers``
-schedulers; the model knows nothing about them, so the sampler is a short readable loop.
+diffuses a fixed-shape tensor.  The denoiser is a 1-D UNet (default) or a transformer; both
+take ``(sample [B, C, L], timestep, global_cond)``.  Noise schedules and update rules come
+from ``diffusers`` schedulers; the model knows nothing about them, so the sampler is a short
+readable loop.
 """
 from __future__ import annotations
 
@@ -14,7 +16,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from lwd_gym import distributed
-from lwd_gym.nn.unet1d import ConditionalUnet1D
+from lwd_gym.nn.transformer import TRANSFORMER_PRESETS, TransformerForDiffusion
+from lwd_gym.nn.unet1d import UNET_PRESETS, ConditionalUnet1D
+
+#: Denoiser names accepted by :class:`ConditionalDiffusion` -> their size presets.
+DENOISERS: dict[str, dict[str, tuple]] = {"unet": UNET_PRESETS, "transformer": TRANSFORMER_PRESETS}
 
 #: Sampler names accepted by :meth:`ConditionalDiffusion.sample` -> (diffusers class, config
 #: overrides); all share the model trained with the DDPM schedule.  DPM-Solver++ ignores
@@ -28,19 +34,35 @@ SAMPLERS: dict[str, tuple[type, dict]] = {
 
 
 class ConditionalDiffusion(nn.Module):
-    """An epsilon-prediction diffusion model ``p(x | cond)`` with a :class:`ConditionalUnet1D` denoiser.
+    """An epsilon-prediction diffusion model ``p(x | cond)`` with a :class:`ConditionalUnet1D` or
+    :class:`~lwd_gym.nn.transformer.TransformerForDiffusion` denoiser.
 
     :param sample_shape: ``(C, L)`` of one sample.
     :param cond_dim: global condition size (0: unconditional).
-    :param size: UNet preset (see :data:`~lwd_gym.nn.unet1d.UNET_PRESETS`).
+    :param size: preset of the denoiser (see :data:`DENOISERS`).
     :param num_train_timesteps: DDPM training steps.
+    :param kernel_size: temporal kernel of the UNet's convs (the transformer has none).
+    :param denoiser: ``"unet"`` or ``"transformer"`` (tokens = the ``L`` positions of a sample).
     """
 
-    def __init__(self, sample_shape: Sequence[int], cond_dim: int, size: str = "s", num_train_timesteps: int = 100, kernel_size: int = 5) -> None:
+    def __init__(
+        self,
+        sample_shape: Sequence[int],
+        cond_dim: int,
+        size: str = "s",
+        num_train_timesteps: int = 100,
+        kernel_size: int = 5,
+        denoiser: str = "unet",
+    ) -> None:
         super().__init__()
         self.sample_shape = tuple(int(s) for s in sample_shape)
         self.cond_dim = int(cond_dim)
-        self.denoiser = ConditionalUnet1D(self.sample_shape[0], self.cond_dim, size=size, kernel_size=kernel_size)
+        if denoiser == "unet":
+            self.denoiser = ConditionalUnet1D(self.sample_shape[0], self.cond_dim, size=size, kernel_size=kernel_size)
+        elif denoiser == "transformer":
+            self.denoiser = TransformerForDiffusion(self.sample_shape[0], self.cond_dim, size=size, horizon=self.sample_shape[1])
+        else:
+            raise ValueError(f"unknown denoiser {denoiser!r}; choose one of {sorted(DENOISERS)}")
         # Callers scale samples to [-1, 1] and the predicted x0 is clipped there (as in Diffusion
         # Policy): without it, the first DDPM step from t=T-1 (beta capped at 0.999) amplifies
         # the noise-prediction error ~30x and some samples blow up.

@@ -1,4 +1,4 @@
-"""Diffusion-Policy-style ``ConditionalUnet1D``: the one denoiser every diffusion agent uses.
+"""Diffusion-Policy-style ``ConditionalUnet1D``: the default denoiser of every diffusion agent (the other: ``nn.transformer``).
 
 Conv1d residual blocks with GroupNorm + Mish; each block is FiLM-modulated by
 ``[sinusoidal timestep embedding, global condition]``.  diffusers' ``UNet1DModel`` has no
