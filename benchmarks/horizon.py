@@ -169,7 +169,7 @@ def _steps(method: str, s: Setting) -> dict[str, int]:
     return {k: s.train_steps[k] for k in names}
 
 
-def _key(method: str, horizon: int | None, seed: int, s: Setting) -> str:
+def agent_key(method: str, horizon: int | None, seed: int, s: Setting) -> str:
     """Cache name of a trained agent: changing its arguments or training steps retrains it."""
     spec = {"kwargs": s.agent_kwargs[method], "steps": _steps(method, s), "demos": [s.source, s.num_demos]}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -179,7 +179,7 @@ def _key(method: str, horizon: int | None, seed: int, s: Setting) -> str:
 def trained_agent(method: str, horizon: int | None, s: Setting, seed: int, dataset: Any, cache: Path, device: str) -> tuple[BaseAgent, float]:
     """The agent (loaded from ``cache`` if it was trained before) and its training seconds."""
     agent = make_agent(method, horizon or 1, s, seed, device)
-    key = _key(method, horizon, seed, s)
+    key = agent_key(method, horizon, seed, s)
     path = cache / f"{key}.ckpt"
     meta = cache / f"{key}.json"
     if path.exists() and meta.exists():
@@ -219,6 +219,12 @@ class _Factory:
 
         inner = gym.make(self.env_id, **self.env_kwargs)
         return EndEffectorPerturbation(inner, p=self.p, magnitude=self.magnitude) if self.magnitude > 0 else inner
+
+
+def cell_path(cache: Path, method: str, horizon: int | None, seed: int, s: Setting, magnitude: float) -> Path:
+    """Cache file of one evaluated cell: changing the agent or the evaluation settings re-evaluates it."""
+    digest = hashlib.sha256(json.dumps([s.episodes, s.p, s.env_kwargs], sort_keys=True).encode()).hexdigest()[:6]
+    return cache / "eval" / f"{agent_key(method, horizon, seed, s)}-m{magnitude:g}-{digest}.json"
 
 
 def evaluate_cell(agent: BaseAgent, env: str, s: Setting, magnitude: float, path: Path) -> dict[str, Any]:
@@ -297,15 +303,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     dataset = common.demonstrations(s.source, s.num_demos, seed=0, progress=args.profile != "tiny")
     data_seconds = time.perf_counter() - start
     cells, training = [], []
-    eval_digest = hashlib.sha256(json.dumps([s.episodes, s.p, s.env_kwargs], sort_keys=True).encode()).hexdigest()[:6]
     for seed in s.train_seeds:
         for method in methods:
             for horizon in s.horizons if method in HORIZON_METHODS else (None,):
                 agent, seconds = trained_agent(method, horizon, s, seed, dataset, cache, args.device)
                 training.append({"method": method, "horizon": horizon, "seed": seed, "train_seconds": seconds})
                 for magnitude in s.magnitudes:
-                    path = cache / "eval" / f"{_key(method, horizon, seed, s)}-m{magnitude:g}-{eval_digest}.json"
-                    cell = evaluate_cell(agent, args.env, s, magnitude, path)
+                    cell = evaluate_cell(agent, args.env, s, magnitude, cell_path(cache, method, horizon, seed, s, magnitude))
                     cells.append({"method": method, "horizon": horizon, "magnitude": magnitude, "seed": seed, **cell})
                     print(
                         f"{method:7s} H_a={horizon or '-':>4} {magnitude:>5g} {s.unit}: success {cell['success_rate']:.0%}, "
