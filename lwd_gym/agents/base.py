@@ -33,6 +33,7 @@ from lwd_gym import distributed
 from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
 from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
+from lwd_gym.nn.diffusion import ConditionalDiffusion
 from lwd_gym.training import BatchSource, LossFn, TrainCheckpoint, fit
 from lwd_gym.utils import get_device, seed_everything
 from lwd_gym.wrappers.task_id import with_task_id
@@ -411,10 +412,19 @@ class BaseAgent(ABC):
         probe._steps = None
         obs = self._probe_observation()
         counts = []
-        for start in (True, False):
-            with FlopCounterMode(display=False) as counter:
-                probe.predict(obs, episode_start=np.array([start]), deterministic=True)
-            counts.append(counter.get_total_flops())
+        # A replayed CUDA graph is invisible to FlopCounterMode: count an eager sampling loop.
+        samplers = [m for module in self._modules().values() for m in module.modules() if isinstance(m, ConditionalDiffusion)]
+        saved = [m.cuda_graphs for m in samplers]
+        try:
+            for m in samplers:
+                m.cuda_graphs = False
+            for start in (True, False):
+                with FlopCounterMode(display=False) as counter:
+                    probe.predict(obs, episode_start=np.array([start]), deterministic=True)
+                counts.append(counter.get_total_flops())
+        finally:
+            for m, value in zip(samplers, saved):
+                m.cuda_graphs = value
         plan_and_step, step = counts
         if self.action_horizon == 1:  # every step is a plan
             return float(plan_and_step)

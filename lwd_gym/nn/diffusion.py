@@ -5,9 +5,16 @@ diffuses a fixed-shape tensor.  The denoiser is a 1-D UNet (default) or a transf
 take ``(sample [B, C, L], timestep, global_cond)``.  Noise schedules and update rules come
 from ``diffusers`` schedulers; the model knows nothing about them, so the sampler is a short
 readable loop.
+
+On CUDA, a deterministic sampler's whole loop (every denoiser call and scheduler update) is
+captured once per batch-size bucket as one CUDA graph and replayed: the small denoisers used
+here are launch-bound on a GPU, so replaying hundreds of recorded kernel launches in one call
+is what makes a query fast.  ``torch.compile(mode="reduce-overhead")`` would do the same for
+the denoiser alone, but the scheduler's Python state between the calls breaks its graphs.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -73,6 +80,17 @@ class ConditionalDiffusion(nn.Module):
             clip_sample=True,
         )
         self._samplers: dict[str, object] = {}
+        #: Replay the sampling loop as a CUDA graph where possible (see :meth:`sample`).
+        self.cuda_graphs = True
+        self._graphs: OrderedDict[tuple, _GraphedSampling] = OrderedDict()
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .half(): captured graphs point at the old storage
+        self._graphs.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> ConditionalDiffusion:
+        self._graphs.clear()  # training may rebind parameters; graphs are recaptured on the next sample
+        return super().train(mode)
 
     def loss(self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Denoising MSE on ``x0 [B, C, L]`` at uniformly drawn timesteps."""
@@ -100,13 +118,88 @@ class ConditionalDiffusion(nn.Module):
         scheduler: str = "ddim",
         generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> torch.Tensor:
-        """Draw ``num_samples`` samples ``[N, C, L]``; ``generator`` may be a list (one per sample)."""
+        """Draw ``num_samples`` samples ``[N, C, L]``; ``generator`` may be a list (one per sample).
+
+        On CUDA with a deterministic sampler (``"ddim"``, ``"dpmsolver++"``) and
+        :attr:`cuda_graphs` set, the loop runs as a captured CUDA graph (first call per batch
+        bucket captures it); the initial noise is still drawn from ``generator`` outside the
+        graph, so results equal the eager loop's to float tolerance.
+        """
         device = next(self.parameters()).device
         sampler = self._sampler(scheduler)
-        sampler.set_timesteps(num_inference_steps, device=device)
-        x = randn_tensor((num_samples, *self.sample_shape), generator=generator, device=device)
-        x = x * sampler.init_noise_sigma
-        for t in sampler.timesteps:
-            eps = self.denoiser(sampler.scale_model_input(x, t), t, cond)
-            x = sampler.step(eps, t, x, generator=generator).prev_sample
-        return x
+        noise = randn_tensor((num_samples, *self.sample_shape), generator=generator, device=device)
+        if self.cuda_graphs and device.type == "cuda" and scheduler in GRAPH_SAFE_SAMPLERS and not self.training:
+            return self._graphed(sampler, scheduler, num_inference_steps, num_samples, cond)(noise, cond)
+        return _sampling_loop(self.denoiser, sampler, num_inference_steps, noise, cond, generator)
+
+    def _graphed(self, sampler, scheduler: str, steps: int, n: int, cond: torch.Tensor | None) -> _GraphedSampling:
+        key = (scheduler, steps, None if cond is None else (tuple(cond.shape[1:]), cond.dtype))
+        # One graph per power-of-two batch bucket: a vector env re-plans a varying subset of
+        # its envs, and samples are independent along the batch, so padding is exact.
+        bucket = 1 << (max(n, 1) - 1).bit_length()
+        key = (*key, bucket)
+        if key not in self._graphs:
+            if len(self._graphs) >= MAX_GRAPHS:
+                self._graphs.popitem(last=False)
+            self._graphs[key] = _GraphedSampling(self.denoiser, sampler, steps, (bucket, *self.sample_shape), cond)
+        self._graphs.move_to_end(key)
+        return self._graphs[key]
+
+
+#: Samplers whose update draws no noise, so their loop can be replayed as a CUDA graph.
+GRAPH_SAFE_SAMPLERS = ("ddim", "dpmsolver++")
+#: Captured graphs kept per model (least recently used dropped first); each holds its own memory.
+MAX_GRAPHS = 8
+
+
+def _sampling_loop(denoiser: nn.Module, sampler, steps: int, x: torch.Tensor, cond: torch.Tensor | None, generator=None,
+                   timestep_table: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """The reverse process from noise ``x``.
+
+    ``timestep_table`` (``arange(num_train_timesteps)`` on the model's device): keep the
+    scheduler's state on the CPU and give the denoiser ``table[t]``, a view of device memory.
+    CUDA-graph capture forbids the host syncs and pageable copies that device timesteps
+    indexing the schedulers' CPU tables, or CPU timesteps copied to the device, would cause.
+    """
+    sampler.set_timesteps(steps, device="cpu" if timestep_table is not None else x.device)
+    x = x * sampler.init_noise_sigma
+    for t in sampler.timesteps:
+        t_model = t if timestep_table is None else timestep_table[int(t)]
+        eps = denoiser(sampler.scale_model_input(x, t), t_model, cond)
+        x = sampler.step(eps, t, x, generator=generator).prev_sample
+    return x
+
+
+class _GraphedSampling:
+    """:func:`_sampling_loop` for fixed shapes, captured once as a CUDA graph."""
+
+    def __init__(self, denoiser: nn.Module, sampler, steps: int, shape: tuple[int, ...], cond: torch.Tensor | None) -> None:
+        device = next(denoiser.parameters()).device
+        # Normal tensors even when captured under inference_mode (as inside predict): the
+        # inputs are refilled in place later, possibly outside it, which inference tensors forbid.
+        with torch.inference_mode(False):
+            self.noise = torch.zeros(shape, device=device)
+            self.cond = None if cond is None else torch.zeros((shape[0], *cond.shape[1:]), dtype=cond.dtype, device=device)
+            self.timesteps = torch.arange(sampler.config.num_train_timesteps, device=device)
+
+        def loop() -> torch.Tensor:
+            return _sampling_loop(denoiser, sampler, steps, self.noise, self.cond, timestep_table=self.timesteps)
+
+        # Warm up on a side stream first (cuBLAS/cuDNN allocate workspaces on first use), as
+        # torch.cuda.graphs' documentation requires.
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            loop()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = loop()
+
+    def __call__(self, noise: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        n = len(noise)
+        self.noise[:n].copy_(noise)
+        if self.cond is not None:
+            self.cond[:n].copy_(cond)
+        self.graph.replay()
+        return self.out[:n].clone()
