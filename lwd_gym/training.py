@@ -37,6 +37,8 @@ class BatchSource(Protocol):
 
     def get_batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
+    # Optional: ``to(device)`` returning a copy on ``device``; :func:`fit` then gathers batches there.
+
 
 class TensorBatches:
     """Rows of equally long tensors, e.g. encoded latents with their conditions."""
@@ -52,6 +54,10 @@ class TensorBatches:
 
     def get_batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: v[index] for k, v in self.tensors.items()}
+
+    def to(self, device: torch.device | str) -> TensorBatches:
+        """A copy whose tensors live on ``device``."""
+        return TensorBatches(**{k: v.to(device) for k, v in self.tensors.items()})
 
 
 def steps_for(num_epochs: int, num_rows: int, batch_size: int) -> int:
@@ -133,6 +139,11 @@ def fit(
         start, order, losses = state.load(device)
         if start > steps:
             raise ValueError(f"{desc}: {checkpoint.path} was saved at step {start}, past this run's {steps} steps")
+    # State datasets are small: on an accelerator, keep them there so a batch is one on-device
+    # gather, not a host gather plus a copy (that was ~45 % of a VAE step on an H100).
+    data_on_device = device.type != "cpu" and hasattr(data, "to")
+    if data_on_device:
+        data = data.to(device)
     compute = _LossModule(model, loss_fn)
     if distributed.is_distributed():
         compute = DistributedDataParallel(compute, device_ids=[device] if device.type == "cuda" else None)
@@ -144,7 +155,7 @@ def fit(
                 order = torch.randperm(len(data), generator=generator)
             index, order = order[:batch_size], order[batch_size:]
             index, scale = distributed.shard(index)  # the whole batch in a single process
-            batch = {k: v.to(device, non_blocking=True) for k, v in data.get_batch(index).items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in data.get_batch(index.to(device) if data_on_device else index).items()}
             out = compute(batch, step)
             loss, stats = out if isinstance(out, tuple) else (out, {})
             loss = loss * scale if scale != 1.0 else loss

@@ -38,6 +38,19 @@ def test_windows_past_the_end_repeat_the_last_step_and_are_masked():
     assert batch["states"][1].tolist() == [[0, 4]] * 3  # never crosses into the next episode
 
 
+def test_to_device_moves_every_tensor_and_keeps_the_batches():
+    snippets = SnippetDataset(_demos(), 3, *IDENTITY, pad_before=1)
+    index = torch.tensor([4, 0, 7])
+    # "meta" tensors have shapes but no data: any tensor left behind would fail to mix with them.
+    on_meta = snippets.to("meta").get_batch(index.to("meta"))
+    assert all(v.device.type == "meta" for v in on_meta.values())
+    expected = snippets.get_batch(index)
+    assert {k: v.shape for k, v in on_meta.items()} == {k: v.shape for k, v in expected.items()}
+    assert snippets.states.device.type == "cpu"  # a copy: the original stays
+    for key, value in snippets.to("cpu").get_batch(index).items():
+        assert torch.equal(value, expected[key])
+
+
 def test_pad_short_episodes_keeps_short_episodes_end_padded_and_masked():
     snippets = SnippetDataset(_demos(), 3, *IDENTITY, pad_short_episodes=True)
     assert len(snippets) == 5 + 2 + 4

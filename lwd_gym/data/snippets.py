@@ -15,6 +15,7 @@ at the first step, padded with copies of the first observation, is seen in train
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -71,6 +72,13 @@ class SnippetDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.starts)
+
+    def to(self, device: torch.device | str) -> SnippetDataset:
+        """A copy whose tensors live on ``device``: batches are then gathered there (pass indices on it too)."""
+        moved = copy.copy(self)
+        for name in ("states", "actions", "step_tasks", "starts", "begins", "ends", "_offsets"):
+            setattr(moved, name, getattr(self, name).to(device))
+        return moved
 
     def get_batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gather a batch of snippets at once (one indexing op, no per-item Python)."""
