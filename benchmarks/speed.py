@@ -20,6 +20,7 @@ import torch
 from benchmarks import common
 from lwd_gym import DPAgent, LWDAgent, MLPAgent
 from lwd_gym.data import SnippetDataset, load_demonstrations
+from lwd_gym.nn.diffusion import GRAPH_SAFE_SAMPLERS
 from lwd_gym.nn.generated_policy import GeneratedMLP
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -104,15 +105,22 @@ def host_vs_torch(agent: LWDAgent, cfg: dict[str, Any]) -> dict[str, float]:
 
 
 def sampler_latency(agent: LWDAgent, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """One diffusion query (sample + hypernetwork decode) of LWD's latent model per sampler and step count."""
+    """One diffusion query (sample + hypernetwork decode) of LWD's latent model per sampler and
+    step count; on CUDA each deterministic sampler with and without its CUDA graph."""
     rows = []
     saved = agent.scheduler, agent.num_inference_steps
+    on_cuda = agent.device.type == "cuda"
     for n in cfg["envs"]:
         states = torch.randn(n, cfg["obs"], device=agent.device)
         for scheduler, steps in cfg["samplers"]:
             agent.scheduler, agent.num_inference_steps = scheduler, steps
-            seconds = common.median_time(lambda: agent.sample_policies(states), repeats=cfg["repeats"])
-            rows.append({"sampler": f"{scheduler}-{steps}", "n_envs": n, "query_ms": seconds * 1e3})
+            graphable = on_cuda and scheduler in GRAPH_SAFE_SAMPLERS
+            for graphs in (True, False) if graphable else (False,):
+                agent.diffusion.cuda_graphs = graphs
+                seconds = common.median_time(lambda: agent.sample_policies(states), repeats=cfg["repeats"])
+                row = {"sampler": f"{scheduler}-{steps}", "n_envs": n, "query_ms": seconds * 1e3}
+                rows.append({**row, "cuda_graph": graphs} if on_cuda else row)
+    agent.diffusion.cuda_graphs = True
     agent.scheduler, agent.num_inference_steps = saved
     return rows
 
@@ -121,7 +129,7 @@ def training_throughput(agent: LWDAgent, dataset: Any, cfg: dict[str, Any]) -> l
     """VAE gradient steps/s with the batched generated-policy forward vs a per-sample loop, and the
     share of each step spent fetching the batch (the data pipeline)."""
     demos = load_demonstrations(dataset)
-    snippets = SnippetDataset(demos, cfg["snippet"], agent.obs_normalizer, agent.action_normalizer)
+    snippets = SnippetDataset(demos, cfg["snippet"], agent.obs_normalizer, agent.action_normalizer).to(agent.device)  # as fit() does
     rows = []
     for label, policy_cls in (("batched", GeneratedMLP), ("per-sample loop", PerSamplePolicy)):
         vae = copy.deepcopy(agent.vae).train()
@@ -133,7 +141,7 @@ def training_throughput(agent: LWDAgent, dataset: Any, cfg: dict[str, Any]) -> l
         for i in range(steps + 1):
             t0 = time.perf_counter()
             index = order[(i * cfg["train_batch"]) % len(order) :][: cfg["train_batch"]]
-            batch = {k: v.to(agent.device) for k, v in snippets.get_batch(index).items()}
+            batch = snippets.get_batch(index.to(agent.device))
             t1 = time.perf_counter()
             loss, _ = vae.loss(batch["states"], batch["actions"], agent.kl_coef, generator, batch["mask"])
             optimizer.zero_grad()
@@ -175,7 +183,7 @@ def plot(results: dict[str, Any], out_dir: str) -> Any:
         ax.set_yscale("log")
         ax.set_title(f"amortised latency per env-step, {n} env(s)")
         ax.set_ylabel("us (log)")
-    rows = results["samplers"]
+    rows = [r for r in results["samplers"] if r.get("cuda_graph", True) or r["sampler"].split("-")[0] not in GRAPH_SAFE_SAMPLERS]
     n0 = min(r["n_envs"] for r in rows)
     axes[2].bar([r["sampler"] for r in rows if r["n_envs"] == n0], [r["query_ms"] for r in rows if r["n_envs"] == n0], color="tab:orange")
     axes[2].set_title(f"LWD diffusion query (+decode), {n0} env")
@@ -207,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ]))  # fmt: skip
     hv = results["host_vs_torch_1env"]
     print(f"\nLWD step between re-samples, 1 env: host {hv['host_us']:.1f} us vs torch {hv['torch_us']:.1f} us ({hv['torch_us'] / hv['host_us']:.1f}x)\n")
-    print(common.format_table(results["samplers"], [("sampler", "sampler", "{}"), ("envs", "n_envs", "{}"), ("query ms", "query_ms", "{:.2f}")]))
+    graph_column = [("CUDA graph", "cuda_graph", "{}")] if results["device"].startswith("cuda") else []
+    print(common.format_table(results["samplers"], [("sampler", "sampler", "{}"), ("envs", "n_envs", "{}"), *graph_column, ("query ms", "query_ms", "{:.2f}")]))
     print()
     print(common.format_table(results["training"], [("VAE forward", "forward", "{}"), ("snippets/s", "snippets_per_s", "{:.0f}"), ("data share", "data_share", "{:.1%}"), ("speed-up", "speedup", "{:.1f}x")]))
     print()
