@@ -72,8 +72,8 @@ def test_dp_keeps_an_observation_history_per_env(trained):
     dp.predict(np.stack([a, b]), episode_start=np.ones(2, bool))
     dp.predict(np.stack([c, c]), episode_start=np.array([False, True]))
     norm = dp.obs_normalizer.normalize
-    np.testing.assert_allclose(dp._history[0].numpy(), np.stack([norm(a), norm(c)]), rtol=1e-6)
-    np.testing.assert_allclose(dp._history[1].numpy(), np.stack([norm(c), norm(c)]), rtol=1e-6)
+    np.testing.assert_allclose(dp._history[0], np.stack([norm(a), norm(c)]), rtol=1e-6)
+    np.testing.assert_allclose(dp._history[1], np.stack([norm(c), norm(c)]), rtol=1e-6)
 
 
 def test_mlp_flops_per_step_is_twice_the_weights(tiny_datasets):

@@ -4,7 +4,7 @@ import copy
 import numpy as np
 import pytest
 
-from lwd_gym import LWDAgent, MLPAgent
+from lwd_gym import DPAgent, LDPAgent, LWDAgent, MLPAgent
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -17,6 +17,10 @@ def agents(bimodal_dataset, tiny_multitask):
         "mlp": MLPAgent(hidden=(32, 32), device="cpu").learn(bimodal_dataset, steps=20, progress_bar=False),
         "lwd-multitask": LWDAgent(**{**lwd._config(), "condition_on": "obs+task"}, device="cpu").learn(tiny_multitask, vae_steps=5, diffusion_steps=2, progress_bar=False),
         "mlp-multitask": MLPAgent(hidden=(32,), device="cpu").learn(tiny_multitask, steps=20, progress_bar=False),
+        # open-loop chunks; DP's observation history is updated on the host between plans
+        "dp": DPAgent(action_horizon=4, n_obs_steps=2, size="xs", num_inference_steps=2, scheduler="ddim", device="cpu").learn(bimodal_dataset, steps=5, progress_bar=False),
+        "ldp": LDPAgent(action_horizon=4, snippet_length=8, latent_dim=16, diffusion_size="xs", num_inference_steps=2, device="cpu").learn(
+            bimodal_dataset, vae_steps=5, diffusion_steps=2, progress_bar=False),
     }
 
 
@@ -30,7 +34,7 @@ def tiny_multitask(session_minari_dir):
     return [make_bimodal_dataset(5, seed=s, dataset_id=f"lwd/fast/{s}-v0", side=side, progress=False) for s, side in ((0, -1), (1, 1))]
 
 
-@pytest.mark.parametrize("name", ["lwd", "mlp", "lwd-multitask", "mlp-multitask"])
+@pytest.mark.parametrize("name", ["lwd", "mlp", "lwd-multitask", "mlp-multitask", "dp", "ldp"])
 @pytest.mark.parametrize("n_envs", [1, 3, 40])  # one policy / numpy batched matmul / torch baddbmm
 def test_host_path_equals_torch_path(agents, name, n_envs):
     fast = copy.deepcopy(agents[name])
@@ -41,7 +45,7 @@ def test_host_path_equals_torch_path(agents, name, n_envs):
     if "multitask" in name:
         obs = np.concatenate([obs, np.eye(2, dtype=np.float32)[rng.integers(0, 2, n_envs)]], axis=1)
     starts = np.ones(n_envs, bool)
-    for t in range(5):
+    for t in range(6):  # DP and LDP re-plan at t = 4, on the host-kept history
         a_fast, _ = fast.predict(obs, episode_start=starts if t == 0 else None, deterministic=True)
         a_slow, _ = slow.predict(obs, episode_start=starts if t == 0 else None, deterministic=True)
         np.testing.assert_allclose(a_fast, a_slow, **TOL)
@@ -63,8 +67,9 @@ def test_new_samples_reach_the_host_copies(agents):
         np.testing.assert_allclose(agent._host_policies(obs), expected, **TOL)
 
 
-def test_the_host_path_is_used_between_plans(agents, monkeypatch):
-    agent = copy.deepcopy(agents["lwd"])
+@pytest.mark.parametrize("name", ["lwd", "dp"])
+def test_the_host_path_is_used_between_plans(agents, monkeypatch, name):
+    agent = copy.deepcopy(agents[name])
     obs = np.zeros((2, 2), np.float32)
     agent.predict(obs, episode_start=np.ones(2, bool))
     monkeypatch.setattr(type(agent), "_act", lambda *a: pytest.fail("torch path used between plans"))

@@ -96,7 +96,9 @@ class BaseAgent(ABC):
         self._steps: np.ndarray | None = None
         self._env_rngs: list[torch.Generator] = []
         self._env_seeds: list[int] = []
-        self._history: torch.Tensor | None = None  # [n_envs, n_obs_steps, state_dim], normalised
+        # [n_envs, n_obs_steps, state_dim], normalised, on the host: updated at every step, so
+        # keeping it off the device lets steps between plans skip torch (and any device) entirely.
+        self._history: np.ndarray | None = None
         self._run = TrainingRun()
 
     # ------------------------------------------------------------------ configuration
@@ -345,8 +347,10 @@ class BaseAgent(ABC):
         new_episode = self._steps < 0 if starts is None else starts | (self._steps < 0)
         replan = new_episode | (self._steps >= self.action_horizon)
         self.last_replanned = replan
+        if self.n_obs_steps > 1:
+            self._update_history(self.obs_normalizer.normalize(obs[:, : self.state_space.shape[0]]), new_episode)
         actions = None
-        if self.n_obs_steps == 1 and self.act_on_host and (self.stateless or not replan.any()):
+        if self.act_on_host and (self.stateless or not replan.any()):
             self._task_ids(obs)  # validates one-hot task ids (acting on the host does not need them)
             actions = self._act_host(obs, self._steps)  # the fast path between plans: raw in, raw out
             if actions is not None and replan.any():  # a stateless agent's plan is a no-op
@@ -357,8 +361,6 @@ class BaseAgent(ABC):
             with torch.inference_mode():
                 t_states = torch.as_tensor(states, device=self.device)
                 t_tasks = None if tasks is None else torch.as_tensor(tasks, device=self.device)
-                if self.n_obs_steps > 1:
-                    self._update_history(t_states, new_episode)
                 if replan.any():
                     ids = np.flatnonzero(replan)
                     index = torch.as_tensor(ids, device=self.device)
@@ -385,15 +387,15 @@ class BaseAgent(ABC):
         only when no environment re-plans this step (any step for a :attr:`stateless` agent)."""
         return None
 
-    def _update_history(self, states: torch.Tensor, new_episode: np.ndarray) -> None:
-        """Append ``states`` to each environment's observation history; a new episode's history
-        is its first observation repeated (Diffusion Policy's padding)."""
+    def _update_history(self, states: np.ndarray, new_episode: np.ndarray) -> None:
+        """Append normalised ``states`` to each environment's observation history; a new
+        episode's history is its first observation repeated (Diffusion Policy's padding)."""
         if self._history is None:
-            self._history = states[:, None].repeat(1, self.n_obs_steps, 1)
+            self._history = np.repeat(states[:, None], self.n_obs_steps, axis=1)
             return
-        self._history = torch.cat([self._history[:, 1:], states[:, None]], dim=1)
-        fresh = torch.as_tensor(new_episode, device=self.device)
-        self._history[fresh] = states[fresh][:, None]
+        self._history[:, :-1] = self._history[:, 1:]
+        self._history[:, -1] = states
+        self._history[new_episode] = states[new_episode][:, None]
 
     def flops_per_step(self) -> float:
         """Floating-point operations per environment step, counted by ``FlopCounterMode``.
@@ -511,20 +513,41 @@ def _load_tensors(module: nn.Module, state: dict[str, torch.Tensor], where: str)
         target.copy_(state[name])
 
 
+class ChunkActing:
+    """Acting of open-loop agents (DP, LDP), mixed in before their base class: each
+    environment's action is the next step of its current chunk (``self._plans``)."""
+
+    _plans: ActionChunks
+    action_normalizer: Normalizer
+
+    def _act(self, states: torch.Tensor, tasks: torch.Tensor | None, steps: np.ndarray) -> torch.Tensor:
+        return self._plans.at(steps)
+
+    def _act_host(self, obs: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        return self.action_normalizer.unnormalize(self._plans.at_host(steps))
+
+
 class ActionChunks:
     """Per-environment open-loop plans (DP, LDP): one chunk of normalised actions per environment,
-    read one step at a time."""
+    read one step at a time, on the device (:meth:`at`) or from a host copy (:meth:`at_host`)."""
 
     def __init__(self) -> None:
         self.chunks: torch.Tensor | None = None  # [n_envs, length, action_dim]
+        self.host: np.ndarray | None = None  # the same, refreshed once per plan
 
     def allocate(self, num_envs: int, length: int, action_dim: int, device: torch.device) -> None:
         self.chunks = torch.zeros(num_envs, length, action_dim, device=device)
+        self.host = np.zeros((num_envs, length, action_dim), np.float32)
 
     def store(self, env_ids: np.ndarray, chunks: torch.Tensor) -> None:
         self.chunks[torch.as_tensor(env_ids, device=chunks.device)] = chunks
+        self.host[env_ids] = chunks.float().cpu().numpy()  # one device->host copy per plan
 
     def at(self, steps: np.ndarray) -> torch.Tensor:
         """Action ``steps[i]`` of environment ``i``'s chunk, for every environment."""
         index = torch.as_tensor(steps, device=self.chunks.device)
         return self.chunks[torch.arange(len(index), device=index.device), index]
+
+    def at_host(self, steps: np.ndarray) -> np.ndarray:
+        """:meth:`at` from the host copy, as numpy."""
+        return self.host[np.arange(len(steps)), steps]

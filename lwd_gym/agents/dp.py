@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lwd_gym.agents.base import ActionChunks, BaseAgent
+from lwd_gym.agents.base import ActionChunks, BaseAgent, ChunkActing
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import DENOISERS, SAMPLERS, ConditionalDiffusion
 from lwd_gym.training import steps_for
 
 
-class DPAgent(BaseAgent):
+class DPAgent(ChunkActing, BaseAgent):
     """Diffusion Policy with a 1-D conditional UNet or a transformer (SB3-style ``learn`` / ``predict`` / ``save`` / ``load``).
 
     :param action_horizon: actions executed per plan (Diffusion Policy's ``n_action_steps``);
@@ -172,7 +172,7 @@ class DPAgent(BaseAgent):
         self._plans.allocate(num_envs, self.max_action_horizon, self.action_space.shape[0], self.device)
 
     def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
-        history = self._history[torch.as_tensor(env_ids, device=self.device)] if self.n_obs_steps > 1 else states[:, None]
+        history = torch.as_tensor(self._history[env_ids], device=self.device) if self.n_obs_steps > 1 else states[:, None]
         actions = self.diffusion.sample(
             self._condition(history, tasks),
             len(env_ids),
@@ -181,6 +181,3 @@ class DPAgent(BaseAgent):
             generator=self.noise_generators(env_ids, deterministic),
         )
         self._plans.store(env_ids, actions.transpose(1, 2)[:, self.n_obs_steps - 1 :])
-
-    def _act(self, states: torch.Tensor, tasks: torch.Tensor | None, steps: np.ndarray) -> torch.Tensor:
-        return self._plans.at(steps)

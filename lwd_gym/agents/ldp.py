@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from lwd_gym.agents.base import ActionChunks
+from lwd_gym.agents.base import ActionChunks, ChunkActing
 from lwd_gym.agents.latent import LatentDiffusionAgent
 from lwd_gym.nn.vae import ChunkVAE
 
 
-class LDPAgent(LatentDiffusionAgent):
+class LDPAgent(ChunkActing, LatentDiffusionAgent):
     """Latent diffusion over action chunks, executed open-loop.
 
     :param action_horizon: actions executed per plan; at most ``snippet_length``.
@@ -76,6 +76,3 @@ class LDPAgent(LatentDiffusionAgent):
 
     def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
         self._plans.store(env_ids, self.vae.decode(self.sample_latents(states, tasks, deterministic, env_ids)))
-
-    def _act(self, states: torch.Tensor, tasks: torch.Tensor | None, steps: np.ndarray) -> torch.Tensor:
-        return self._plans.at(steps)
