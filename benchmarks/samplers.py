@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     png_path = plot(rows, env_id, args.out, f"samplers-{args.env}")
     print(f"\nLWD on {env_id}: success vs denoising steps ({episodes} seeded episodes each)\n")
     print(common.format_table(rows, [
-        ("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("success", "success_rate", "{:.1%}"), ("95% CI", "success_ci95", "{}"),
+        ("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("success", "success_rate", "{:.1%}"), ("95% CI", "success_ci95", "[{0[0]:.1%}, {0[1]:.1%}]"),
         ("mean max reward", "mean_max_reward", "{:.3f}"), ("query ms", "query_ms", "{:.2f}"), ("x faster than DDPM", "speedup_vs_ddpm", "{:.1f}"),
     ]))  # fmt: skip
     print(f"\npick (>= 8x faster than {results['reference']}, success within 2 points, mean max reward within 0.02): {results['pick']}")
