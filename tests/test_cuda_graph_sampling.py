@@ -110,3 +110,16 @@ def test_agent_on_cuda_acts_and_counts_flops_as_without_graphs(tiny_datasets) ->
     assert agent.diffusion._graphs, "the graphed predict should have captured a graph"
     np.testing.assert_allclose(graphed, eager, rtol=1e-4, atol=1e-5)
     assert flops_graphed == agent.flops_per_step()
+
+
+def test_copies_leave_captured_graphs_behind() -> None:
+    """A CUDA graph cannot be copied: deepcopy (EMA at the next learn()) must not try."""
+    import copy
+    import threading
+
+    model = _model()
+    model._graphs["stand-in"] = threading.Lock()  # uncopyable, like a captured CUDAGraph
+    clone = copy.deepcopy(model)
+    assert not clone._graphs and "stand-in" in model._graphs
+    torch.testing.assert_close(clone.sample(torch.zeros(1, 3), 1, generator=torch.Generator().manual_seed(0)),
+                               model.sample(torch.zeros(1, 3), 1, generator=torch.Generator().manual_seed(0)))  # fmt: skip

@@ -84,6 +84,13 @@ class ConditionalDiffusion(nn.Module):
         self.cuda_graphs = True
         self._graphs: OrderedDict[tuple, _GraphedSampling] = OrderedDict()
 
+    def __getstate__(self) -> dict:
+        # Captured graphs point at this instance's tensors and cannot be copied (deepcopy for
+        # EMA, pickling): a copy captures its own on first use.
+        state = self.__dict__.copy()
+        state["_graphs"] = OrderedDict()
+        return state
+
     def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .half(): captured graphs point at the old storage
         self._graphs.clear()
         return super()._apply(fn, *args, **kwargs)
