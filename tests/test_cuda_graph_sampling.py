@@ -93,6 +93,31 @@ def test_graph_captured_under_inference_mode_replays_outside_it() -> None:
 
 
 @needs_cuda
+def test_agent_with_captured_graphs_copies_retrains_and_round_trips(tiny_datasets, tmp_path) -> None:
+    import copy
+
+    import numpy as np
+
+    from lwd_gym import BaseAgent, LWDAgent
+
+    agent = LWDAgent(action_horizon=4, snippet_length=8, latent_dim=16, policy_hidden=(16, 16), hypernet_size="xs",
+                     diffusion_size="xs", device="cuda")  # fmt: skip
+    agent.learn(tiny_datasets[0], vae_steps=2, diffusion_steps=2, progress_bar=False)
+    obs = np.stack([agent._probe_observation()[0]] * 2)
+    agent.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
+    assert agent.diffusion._graphs
+    twin = copy.deepcopy(agent)  # graphs stay behind; the copy captures its own
+    np.testing.assert_allclose(twin.predict(obs, episode_start=np.ones(2, bool), deterministic=True)[0],
+                               agent.predict(obs, episode_start=np.ones(2, bool), deterministic=True)[0], rtol=1e-4, atol=1e-5)  # fmt: skip
+    agent.save(tmp_path / "agent.ckpt")
+    loaded = BaseAgent.load(tmp_path / "agent.ckpt", device="cuda")
+    np.testing.assert_allclose(loaded.predict(obs, episode_start=np.ones(2, bool), deterministic=True)[0],
+                               agent.predict(obs, episode_start=np.ones(2, bool), deterministic=True)[0], rtol=1e-4, atol=1e-5)  # fmt: skip
+    agent.learn(tiny_datasets[0], vae_steps=2, diffusion_steps=2, progress_bar=False)  # again: EMA deep-copies the model
+    assert np.isfinite(agent.predict(obs, episode_start=np.ones(2, bool))[0]).all()
+
+
+@needs_cuda
 def test_agent_on_cuda_acts_and_counts_flops_as_without_graphs(tiny_datasets) -> None:
     import numpy as np
 
