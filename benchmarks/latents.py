@@ -122,15 +122,20 @@ def cache_path(cfg: Profile, profile: str, out: str) -> Path:
     return Path(out) / "cache" / f"latents-{profile}-kl{cfg.kl_coef:g}.ckpt"
 
 
+def make_agent(cfg: Profile, device: str) -> LWDAgent:
+    """The (untrained) LWD agent of profile ``cfg``."""
+    return LWDAgent(
+        action_horizon=cfg.snippet_length, latent_dim=cfg.latent_dim, hypernet_size=cfg.hypernet_size, policy_hidden=cfg.policy_hidden,
+        kl_coef=cfg.kl_coef, diffusion_size="xs", batch_size=cfg.batch_size, vae_lr=cfg.vae_lr, vae_epochs=cfg.vae_epochs, device=device, seed=SEED,
+    )  # fmt: skip
+
+
 def trained_agent(dataset: Any, cfg: Profile, profile: str, out: str, device: str) -> LWDAgent:
     """The LWD agent whose VAE encodes the snippets (trained once, then loaded from the cache)."""
     cache = cache_path(cfg, profile, out)
     if cache.exists():
         return BaseAgent.load(cache, device=device)
-    agent = LWDAgent(
-        action_horizon=cfg.snippet_length, latent_dim=cfg.latent_dim, hypernet_size=cfg.hypernet_size, policy_hidden=cfg.policy_hidden,
-        kl_coef=cfg.kl_coef, diffusion_size="xs", batch_size=cfg.batch_size, vae_lr=cfg.vae_lr, vae_epochs=cfg.vae_epochs, device=device, seed=SEED,
-    )  # fmt: skip
+    agent = make_agent(cfg, device)
     # One diffusion step: learn() always runs both stages, and only the VAE's encoder is analysed.
     agent.learn(dataset, vae_steps=cfg.vae_steps, diffusion_steps=1, checkpoint_dir=cache.parent / f"{cache.stem}-state", progress_bar=profile != "tiny")
     agent.save(cache)

@@ -1,0 +1,55 @@
+"""The benchmarks' paper profiles build valid agents and take a training step.
+
+They are meant for a GPU and are not run in CI; this checks that each of their configurations is
+accepted by the agents and trains for one step on a small dataset, so a GPU session does not
+find a configuration error hours in.  (Metaworld's: constructor only, as its DP-xl alone has
+264 M parameters.)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import denoiser, horizon, kl, latents, metaworld
+
+SHORT = dict(vae_steps=1, diffusion_steps=1, steps=1)
+
+
+def _learn_one_step(agent, dataset) -> None:
+    import inspect
+
+    accepted = inspect.signature(agent.learn).parameters
+    agent.learn(dataset, progress_bar=False, **{k: v for k, v in SHORT.items() if k in accepted})
+    obs = np.zeros((1, *agent.observation_space.shape), np.float32)
+    assert np.isfinite(agent.predict(obs, episode_start=np.ones(1, bool))[0]).all()
+
+
+@pytest.mark.parametrize("env", ["pusht", "lift", "can"])
+def test_horizon_paper_agents_train(env: str, tiny_datasets) -> None:
+    s = horizon.setting(env, "paper")
+    assert s.episodes == 500 and s.train_seeds == (0, 1, 2)
+    for method in s.methods:
+        for h in (s.horizons[0], s.horizons[-1]) if method in horizon.HORIZON_METHODS else (None,):
+            _learn_one_step(horizon.make_agent(method, h or 1, s, 0, "cpu"), tiny_datasets[0])
+
+
+def test_denoiser_and_kl_paper_agents_train(tiny_datasets) -> None:
+    s = horizon.setting("pusht", "paper")
+    for method in denoiser.METHODS:
+        _learn_one_step(horizon.make_agent(method, denoiser.HORIZON, denoiser.variant(s, method, "transformer"), 0, "cpu"), tiny_datasets[0])
+    cfg = kl.PROFILES["paper"]
+    sk = kl.kl_setting("paper", cfg, cfg.kl_coefs[-2])
+    _learn_one_step(horizon.make_agent(kl.METHOD, cfg.horizon, sk, 0, "cpu"), tiny_datasets[0])
+
+
+def test_latents_paper_agent_trains(tiny_datasets) -> None:
+    _learn_one_step(latents.make_agent(latents.PROFILES["paper"], "cpu"), tiny_datasets[0])
+
+
+def test_metaworld_paper_specs_build() -> None:
+    cfg = metaworld.PROFILES["paper"]
+    specs = [spec for spec, _ in metaworld.compute_specs(cfg)] + metaworld.hypernet_specs(cfg)
+    assert len({spec.label for spec in specs}) == len(specs)
+    for spec in specs:
+        agent = spec.build("cpu")
+        assert type(agent).__name__.startswith(spec.family)
