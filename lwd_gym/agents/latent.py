@@ -27,6 +27,9 @@ from lwd_gym.training import LossFn, TensorBatches, steps_for
 CONDITIONS = ("obs", "task", "obs+task", "none")
 
 
+#: Snippets per encoder call when encoding many at once: bounds the activations' memory.
+ENCODE_CHUNK = 4096
+
 class LatentDiffusionAgent(BaseAgent):
     """Base of :class:`~lwd_gym.agents.LWDAgent` and :class:`~lwd_gym.agents.LDPAgent`.
 
@@ -205,7 +208,7 @@ class LatentDiffusionAgent(BaseAgent):
     def _encode_snippets(self, snippets: SnippetDataset) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Posterior means of every snippet, with the diffusion condition at its first step."""
         latents, conds = [], []
-        for index in torch.arange(len(snippets)).split(4096):
+        for index in torch.arange(len(snippets)).split(ENCODE_CHUNK):
             batch = {k: v.to(self.device) for k, v in snippets.get_batch(index).items()}
             latents.append(self.vae.encoder(batch["states"], batch["actions"])[0])
             conds.append(self._condition(batch["states"][:, 0], batch["task"]))
@@ -231,8 +234,8 @@ class LatentDiffusionAgent(BaseAgent):
             raise ValueError(f"expected states [n, *{expected_s}] and actions [n, *{expected_a}], got {tuple(s.shape)} and {tuple(a.shape)}")
         s = self.obs_normalizer.normalize(s.to(self.device))
         a = self.action_normalizer.normalize(a.to(self.device))
-        means = [self.vae.encoder(s[i : i + 4096], a[i : i + 4096])[0] for i in range(0, len(s), 4096)]
-        return torch.cat(means).cpu().numpy() if means else np.zeros((0, self.latent_dim), np.float32)
+        means = [self.vae.encoder(s_, a_)[0] for s_, a_ in zip(s.split(ENCODE_CHUNK), a.split(ENCODE_CHUNK))]
+        return torch.cat(means).cpu().numpy()  # split() yields one empty chunk for n = 0
 
     def _extra_state(self) -> dict[str, Any]:
         return {"latent_normalizer": self.latent_normalizer.to_dict()}
