@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from benchmarks.horizon import Setting, aggregate, cell_path, evaluate_cell, setting, trained_agent
+from benchmarks.horizon import Setting, aggregate, cell_path, demonstrations, evaluate_cell, setting, trained_agent
 from lwd_gym import BaseAgent
 
 HORIZON = 16
@@ -83,8 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         s = dataclasses.replace(s, train_seeds=tuple(args.train_seeds))
     cache = Path(args.out) / "cache" / f"denoiser-pusht-{args.profile}"
     start = time.perf_counter()
-    dataset = common.demonstrations(s.source, s.num_demos, seed=0, progress=args.profile != "tiny")
-    data_seconds = time.perf_counter() - start
+    dataset, data_seconds = demonstrations(s, args.profile)
     cells, agents = [], []
     for seed in s.train_seeds:
         for method in args.methods:

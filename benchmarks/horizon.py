@@ -153,6 +153,13 @@ def setting(env: str, profile: str) -> Setting:
     raise ValueError(f"unknown env {env!r}")
 
 
+def demonstrations(s: Setting, profile: str) -> tuple[Any, float]:
+    """The setting's demonstrations (collected once, then cached) and the seconds that took."""
+    start = time.perf_counter()
+    dataset = common.demonstrations(s.source, s.num_demos, seed=0, progress=profile != "tiny")
+    return dataset, time.perf_counter() - start
+
+
 def make_agent(method: str, horizon: int, s: Setting, seed: int, device: str) -> BaseAgent:
     """A fresh agent of ``method`` for action horizon ``horizon``."""
     kwargs = dict(s.agent_kwargs[method], device=device, seed=seed)
@@ -305,8 +312,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         p.error(f"--methods {sorted(unknown)} not run on {args.env}; choose from {s.methods}")
     cache = Path(args.out) / "cache" / f"horizon-{args.env}-{args.profile}"
     start = time.perf_counter()
-    dataset = common.demonstrations(s.source, s.num_demos, seed=0, progress=args.profile != "tiny")
-    data_seconds = time.perf_counter() - start
+    dataset, data_seconds = demonstrations(s, args.profile)
     cells, training = [], []
     for seed in s.train_seeds:
         for method in methods:

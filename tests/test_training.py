@@ -183,3 +183,11 @@ def test_deterministic_fixes_the_diffusion_noise_per_env(tiny_datasets):
     np.testing.assert_array_equal(first, again)
     stochastic = agent.predict(obs, episode_start=np.ones(3, bool))[0]
     assert not np.array_equal(first, stochastic)
+
+
+def test_tensor_batches_to_device_is_a_moved_copy():
+    data = TensorBatches(x=torch.randn(6, 3), y=torch.arange(6))
+    moved = data.to("meta")  # shapes without data: stands in for an accelerator
+    batch = moved.get_batch(torch.tensor([4, 1], device="meta"))
+    assert {k: (v.device.type, tuple(v.shape)) for k, v in batch.items()} == {"x": ("meta", (2, 3)), "y": ("meta", (2,))}
+    assert data.tensors["x"].device.type == "cpu" and len(moved) == len(data)
