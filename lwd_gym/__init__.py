@@ -9,6 +9,8 @@ from lwd_gym.agents import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, Ran
 from lwd_gym.data import Normalizer, SnippetDataset, load_demonstrations  # noqa: E402
 from lwd_gym.envs import BimodalEnv, BimodalExpert, make_bimodal_dataset  # noqa: E402
 from lwd_gym.evaluation import EvalResult, compare, evaluate  # noqa: E402
+from lwd_gym.reconstruction import ReconstructionResult, reconstruction_rollout  # noqa: E402
+from lwd_gym.train_log import StageLog, TrainingLog  # noqa: E402
 from lwd_gym.export import NumpyPolicy, export_policy  # noqa: E402
 from lwd_gym.registry import available, make, register  # noqa: E402
 from lwd_gym.wrappers import TaskId  # noqa: E402
@@ -30,6 +32,10 @@ __all__ = [
     "available",
     "compare",
     "evaluate",
+    "reconstruction_rollout",
+    "ReconstructionResult",
+    "StageLog",
+    "TrainingLog",
     "export_policy",
     "load_demonstrations",
     "make",

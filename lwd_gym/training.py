@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from lwd_gym import distributed
 from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
+from lwd_gym.train_log import StageWriter
 
 #: ``loss_fn(batch, step)`` returns the loss, or ``(loss, stats)`` with floats shown on the bar.
 LossFn = Callable[[dict[str, torch.Tensor], int], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
@@ -63,6 +64,23 @@ class TensorBatches:
 def steps_for(num_epochs: int, num_rows: int, batch_size: int) -> int:
     """Gradient steps in ``num_epochs`` passes over ``num_rows`` rows."""
     return num_epochs * math.ceil(num_rows / batch_size)
+
+
+#: The fewest gradient steps a stage trains when its budget comes from epochs.  An epoch budget
+#: alone gives a few hundred steps on a small dataset at batch 256 (e.g. 300 two-paths
+#: demonstrations: 23 steps per epoch), far from converged at the default learning rates and
+#: their 500-step warm-up; see benchmarks/README.md ("Default budgets") for the learning curves.
+MIN_STEPS = 2000
+
+
+def stage_steps(steps: int | None, epochs: int, num_rows: int, batch_size: int, name: str = "steps") -> int:
+    """A stage's gradient steps: ``steps`` if given (a positive integer), else ``epochs`` passes
+    over ``num_rows`` rows but at least :data:`MIN_STEPS`."""
+    if steps is not None:
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"{name} must be a positive integer number of gradient steps (None: the default budget), got {steps!r}")
+        return int(steps)
+    return max(steps_for(epochs, num_rows, batch_size), MIN_STEPS)
 
 
 @dataclass
@@ -106,6 +124,11 @@ def fit(
     checkpoint: TrainCheckpoint | None = None,
     desc: str = "train",
     progress: bool = True,
+    log: StageWriter | None = None,
+    validate: Callable[[], float] | None = None,
+    val_every: int | None = None,
+    evaluate: Callable[[nn.Module], float] | None = None,
+    eval_every: int | None = None,
 ) -> list[float]:
     """AdamW + cosine schedule with warm-up over ``steps`` shuffled mini-batches of ``data``.
 
@@ -114,6 +137,13 @@ def fit(
     (diffusers' ``EMAModel``, Diffusion Policy's ``power=0.75`` warm-up) is written into it at
     the end.  With ``checkpoint``, training resumes from its saved state if there is one and
     saves the state every ``checkpoint.every`` steps.  Returns the loss of every step.
+
+    Visibility: every step's loss, learning rate and loss terms go to ``log`` (a
+    :class:`~lwd_gym.train_log.StageWriter`); ``validate()`` (a held-out loss, computed without
+    gradients) runs every ``val_every`` steps (default: 100 times per run) and at the last step.
+    ``evaluate(module)`` (e.g. a success rate in the env) runs every ``eval_every`` steps and at
+    the last step on the weights that act (the EMA copy when there is one); the best-scoring
+    weights are kept and restored at the end (Diffusion Policy's top-k by test score, k = 1).
 
     Under ``torchrun`` (see :mod:`lwd_gym.distributed`) the model is wrapped in
     ``DistributedDataParallel``, each rank computes its share of every global batch of
@@ -126,12 +156,14 @@ def fit(
         raise ValueError(f"{desc}: no training rows")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"{desc}: steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
+    val_every = val_every or max(1, steps // 100)
+    acting = ema_model if ema_model is not None else model
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, steps // 10), steps)
     ema = EMAModel(params, power=ema_power) if ema_model is not None else None
-    state = _TrainState(model, optimizer, schedule, ema, generator, checkpoint)
+    state = _TrainState(model, optimizer, schedule, ema, generator, checkpoint, acting if evaluate is not None else None)
     losses: list[float] = []
     order = torch.empty(0, dtype=torch.long)
     start = 0
@@ -139,6 +171,10 @@ def fit(
         start, order, losses = state.load(device)
         if start > steps:
             raise ValueError(f"{desc}: {checkpoint.path} was saved at step {start}, past this run's {steps} steps")
+    if log is not None:
+        log.log.rows[:] = state.log_rows[:start] if state.log_rows else [{"step": i + 1, "loss": v} for i, v in enumerate(losses)]
+        log.start()
+        state.writer = log
     # State datasets are small: on an accelerator, keep them there so a batch is one on-device
     # gather, not a host gather plus a copy (that was ~45 % of a VAE step on an H100).
     data_on_device = device.type != "cpu" and hasattr(data, "to")
@@ -167,22 +203,48 @@ def fit(
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             if not torch.isfinite(grad_norm):
                 raise FloatingPointError(f"{desc}: gradients became {grad_norm.item()} at step {step} (loss {global_loss.item():.4g}); " + state.advice())
+            lr_used = schedule.get_last_lr()[0]
             optimizer.step()
             schedule.step()
             if ema is not None:
                 ema.step(params)
             losses.append(global_loss.item())
-            if step % 20 == 0 or step == steps - 1:
+            last = step == steps - 1
+            if log is not None:
+                log.append({"step": step + 1, "loss": losses[-1], "lr": lr_used, "val_loss": math.nan, "eval_success": math.nan, **stats})
+            if validate is not None and ((step + 1) % val_every == 0 or last):
+                model.eval()
+                with torch.no_grad():
+                    val_loss = float(validate())
+                model.train()
+                if log is not None:
+                    log.update(val_loss=val_loss)
+                stats = {**stats, "val": val_loss}
+            if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or last):
+                if ema is not None:
+                    ema.copy_to([p for p in ema_model.parameters() if p.requires_grad])
+                acting.eval()
+                score = float(evaluate(acting))
+                model.train()
+                if log is not None:
+                    log.update(eval_success=score)
+                state.offer_best(step + 1, score)
+            if log is not None:
+                log.commit()
+            if step % 20 == 0 or last:
                 bar.set_postfix(loss=f"{losses[-1]:.4g}", **{k: f"{v:.3g}" for k, v in stats.items()})
             if checkpoint is not None and main and ((step + 1) % checkpoint.every == 0 or step + 1 == steps):
                 state.save(step + 1, order, losses)
     finally:
         distributed.clear_shard()
         bar.close()
+        if log is not None:
+            log.close()
     model.eval()
     if ema is not None:
         ema.copy_to([p for p in ema_model.parameters() if p.requires_grad])
         ema_model.eval()
+    state.restore_best()
     return losses
 
 
@@ -202,11 +264,27 @@ class _LossModule(nn.Module):
 class _TrainState:
     """Saves and restores everything :func:`fit` needs to continue a run bit-for-bit."""
 
-    def __init__(self, model, optimizer, schedule, ema, generator, checkpoint: TrainCheckpoint | None) -> None:
+    def __init__(self, model, optimizer, schedule, ema, generator, checkpoint: TrainCheckpoint | None, acting: nn.Module | None = None) -> None:
         self.model, self.optimizer, self.schedule, self.ema = model, optimizer, schedule, ema
         self.checkpoint = checkpoint
         self.generators = {"data": generator, **(checkpoint.generators if checkpoint else {})}
         self.saved_step: int | None = None
+        # in-training evaluation: the module that acts, and its best-scoring weights so far
+        self.acting = acting
+        self.best: dict[str, torch.Tensor] | None = None
+        self.best_score, self.best_step = -math.inf, 0
+        self.writer: StageWriter | None = None
+        self.log_rows: list[dict[str, float]] = []
+
+    def offer_best(self, step: int, score: float) -> None:
+        """Keep the acting weights if ``score`` is at least the best so far (later wins ties: more training)."""
+        if score >= self.best_score:
+            self.best_score, self.best_step = score, step
+            self.best = {k: v.detach().clone() for k, v in self.acting.state_dict().items()}
+
+    def restore_best(self) -> None:
+        if self.best is not None:
+            self.acting.load_state_dict(self.best)
 
     def advice(self) -> str:
         where = f"the last good state (step {self.saved_step}) is kept in {self.checkpoint.path}; " if self.saved_step else ""
@@ -223,7 +301,11 @@ class _TrainState:
         tensors.update({f"rng.{k}": g.get_state() for k, g in self.generators.items()})
         tensors["rng.torch_global"] = torch.get_rng_state()
         tensors["order"], tensors["losses"] = order.clone(), torch.tensor(losses, dtype=torch.float64)
+        if self.best is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best.items()})
         meta = {
+            "best": {"score": self.best_score, "step": self.best_step, "keys": sorted(self.best)} if self.best is not None else None,
+            "log": self.writer.log.rows if self.writer is not None else None,
             "kind": "train_state",
             "run_id": self.checkpoint.run_id,
             "step": step,
@@ -259,6 +341,11 @@ class _TrainState:
                 g.set_state(tensors[f"rng.{k}"])
             torch.set_rng_state(tensors["rng.torch_global"])
             step, order, losses = int(meta["step"]), tensors["order"], tensors["losses"].tolist()
+            best = meta.get("best")
+            if best is not None and self.acting is not None:
+                self.best = {k: tensors[f"best.{k}"].to(device) for k in best["keys"]}
+                self.best_score, self.best_step = float(best["score"]), int(best["step"])
+            self.log_rows = [dict(row) for row in (meta.get("log") or [])]
         except (KeyError, RuntimeError, ValueError) as err:
             raise ValueError(f"{path}: training state does not match this model ({err})") from err
         self.saved_step = step

@@ -17,7 +17,7 @@ import copy
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -34,21 +34,34 @@ from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
 from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.nn.diffusion import ConditionalDiffusion
+from lwd_gym.train_log import StageLog, StageWriter, TrainingLog
 from lwd_gym.training import BatchSource, LossFn, TrainCheckpoint, fit
 from lwd_gym.utils import get_device, seed_everything
 from lwd_gym.wrappers.task_id import with_task_id
 
 SelfAgent = TypeVar("SelfAgent", bound="BaseAgent")
 
+#: first episode seed of the in-training evaluation (far from the usual demonstration seeds 0+)
+EVAL_SEED = 900_000
+
+
+#: rows of the held-out data a validation loss is computed on (a fixed, evenly spread subset)
+VALIDATION_ROWS = 1024
+
 
 @dataclass
 class TrainingRun:
-    """Options of one ``learn`` call shared by all its stages (see :meth:`BaseAgent._fit`)."""
+    """Options of one ``learn`` call shared by all its stages (see :meth:`BaseAgent._prepare`)."""
 
     checkpoint_dir: Path | None = None
     checkpoint_every: int = 500
     progress: bool = True
     data_digest: str = ""
+    log_dir: Path | None = None
+    validation: Demonstrations | None = None
+    eval_env: Any = None
+    eval_every: int | None = None
+    n_eval_episodes: int = 10
 
 
 class BaseAgent(ABC):
@@ -100,6 +113,8 @@ class BaseAgent(ABC):
         # keeping it off the device lets steps between plans skip torch (and any device) entirely.
         self._history: np.ndarray | None = None
         self._run = TrainingRun()
+        #: what the last ``learn`` recorded: per stage, loss per step, validation loss, evaluations
+        self.training_log = TrainingLog()
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -129,18 +144,38 @@ class BaseAgent(ABC):
         return self.observation_space is not None
 
     # ------------------------------------------------------------------ learning
-    def _prepare(self, dataset: Any, checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500, progress_bar: bool = True) -> Demonstrations:
-        """Load demonstrations, fix spaces and normalisers, seed, and build the networks.
+    def _prepare(
+        self,
+        dataset: Any,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
+        progress_bar: bool = True,
+        log_dir: str | os.PathLike | None = None,
+        validation_fraction: float = 0.05,
+        eval_env: Any = None,
+        eval_every: int | None = None,
+        n_eval_episodes: int = 10,
+    ) -> Demonstrations:
+        """Load demonstrations, hold out validation episodes, fix spaces and normalisers, seed,
+        and build the networks; returns the *training* episodes.
 
-        ``checkpoint_dir`` / ``checkpoint_every`` / ``progress_bar`` are ``learn``'s options,
-        kept for the stages' :meth:`_fit` calls.
+        The keyword arguments are ``learn``'s run options (see :meth:`learn`), kept for the
+        stages' :meth:`_fit` calls.
         """
-        demos = load_demonstrations(dataset)
+        if eval_env is not None and (eval_every is None or int(eval_every) != eval_every or eval_every < 1):
+            raise ValueError(f"eval_env needs eval_every, a positive number of gradient steps, got {eval_every!r}")
+        if int(n_eval_episodes) != n_eval_episodes or n_eval_episodes < 1:
+            raise ValueError(f"n_eval_episodes must be a positive integer, got {n_eval_episodes!r}")
+        demos, validation = load_demonstrations(dataset).split(validation_fraction, self.seed)
         digest = hashlib.sha256()
         if checkpoint_dir is not None:  # identifies the data of a resumable run; not needed otherwise
             for array in (*demos.observations, *demos.actions, demos.tasks):
                 digest.update(np.ascontiguousarray(array).tobytes())
-        self._run = TrainingRun(None if checkpoint_dir is None else Path(checkpoint_dir), checkpoint_every, progress_bar, digest.hexdigest())
+        self._run = TrainingRun(
+            None if checkpoint_dir is None else Path(checkpoint_dir), checkpoint_every, progress_bar, digest.hexdigest(),
+            None if log_dir is None else Path(log_dir), validation, eval_env, eval_every, int(n_eval_episodes),
+        )  # fmt: skip
+        self.training_log = TrainingLog()
         self._set_spaces(demos.observation_space, demos.action_space, demos.num_tasks)
         # Under torchrun every rank reads the data, rank 0's normalisers are used by all.
         distributed.init()
@@ -166,27 +201,49 @@ class BaseAgent(ABC):
         """The networks whose weights are saved, by name."""
 
     @abstractmethod
-    def learn(
-        self: SelfAgent,
-        dataset: Any,
-        *,
-        checkpoint_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 500,
-        progress_bar: bool = True,
-    ) -> SelfAgent:
+    def learn(self: SelfAgent, dataset: Any, **options: Any) -> SelfAgent:
         """Train on a Minari dataset, a dataset id, or a list of them (one per task); returns ``self``.
 
-        With ``checkpoint_dir``, every training stage saves its full state there every
-        ``checkpoint_every`` gradient steps; calling ``learn`` again with the same arguments
-        after an interruption resumes from the last save and ends with the weights an
-        uninterrupted run would have.
+        Run options, the same for every agent (each agent adds its stages' step budgets):
+
+        :param checkpoint_dir: every training stage saves its full state there every
+            ``checkpoint_every`` gradient steps; calling ``learn`` again with the same arguments
+            after an interruption resumes from the last save and ends with the weights an
+            uninterrupted run would have.
+        :param progress_bar: show tqdm bars.
+        :param log_dir: write each stage's log (one CSV row per gradient step; TensorBoard
+            scalars when ``tensorboard`` is installed) there; ``agent.training_log`` holds it either way.
+        :param validation_fraction: share of each task's episodes held out (whole, seeded by
+            ``seed``) for the validation loss of every stage (0: none).
+        :param eval_env: an env (id, instance, factory) to roll the agent out in while it trains,
+            every ``eval_every`` gradient steps of its last stage, ``n_eval_episodes`` seeded episodes
+            each; the best-scoring weights are kept (Diffusion Policy's top-1 by test score).
+
+        A stage's budget is its ``*_steps`` argument, or else its epochs (constructor) but at
+        least :data:`~lwd_gym.training.MIN_STEPS` gradient steps (:func:`~lwd_gym.training.stage_steps`).
         """
 
     def _fit(
-        self, stage: str, model: nn.Module, loss_fn: LossFn, data: BatchSource, *, steps: int, generator: torch.Generator, **kwargs: Any
+        self,
+        stage: str,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: BatchSource,
+        *,
+        steps: int,
+        generator: torch.Generator,
+        val_data: BatchSource | None = None,
+        val_loss: Callable[[dict[str, torch.Tensor], torch.Generator], torch.Tensor] | None = None,
+        acting_attr: str | None = None,
+        **kwargs: Any,
     ) -> list[float]:
-        """:func:`~lwd_gym.training.fit` on this agent's device, with ``learn``'s progress bar and
-        checkpointing; ``stage`` names the stage (and its state file)."""
+        """:func:`~lwd_gym.training.fit` on this agent's device, with ``learn``'s progress bar,
+        checkpointing and log; ``stage`` names the stage (its state file and log).
+
+        ``val_loss(batch, generator)`` on ``val_data`` (the held-out episodes) is the stage's
+        validation loss; ``acting_attr`` names the attribute holding the module the agent acts
+        with, for the in-training evaluation (only the last stage of an agent acts).
+        """
         checkpoint = None
         if self._run.checkpoint_dir is not None:
             fingerprint = {
@@ -195,10 +252,46 @@ class BaseAgent(ABC):
             }  # fmt: skip
             checkpoint = TrainCheckpoint(self._run.checkpoint_dir / f"{stage}.safetensors", self._run.checkpoint_every, fingerprint, {"agent": self._rng})
         name = type(self).__name__.removesuffix("Agent")
+        writer = StageWriter(self.training_log.stages.setdefault(stage, StageLog(stage)), self._run.log_dir if distributed.is_main_process() else None)
+        validate = None
+        if val_data is not None and val_loss is not None and len(val_data) > 0:
+            index = torch.linspace(0, len(val_data) - 1, min(len(val_data), VALIDATION_ROWS)).round().long().unique()
+            val_batch = {k: v.to(self.device) for k, v in val_data.get_batch(index).items()}
+            # the same noise at every validation, so the curve moves with the weights only
+            validate = lambda: val_loss(val_batch, torch.Generator(self.device).manual_seed(0)).item()  # noqa: E731
+        evaluate_fn = None
+        if acting_attr is not None and self._run.eval_env is not None:
+            evaluate_fn = lambda module: self._evaluate_during_training(acting_attr, module)  # noqa: E731
         return fit(
             model, loss_fn, data, steps=steps, generator=generator, device=self.device, checkpoint=checkpoint,
-            desc=f"{name}: {stage}", progress=self._run.progress, **kwargs,
+            desc=f"{name}: {stage}", progress=self._run.progress, log=writer, validate=validate,
+            evaluate=evaluate_fn, eval_every=self._run.eval_every, **kwargs,
         )  # fmt: skip
+
+    def _evaluate_during_training(self, acting_attr: str, module: nn.Module) -> float:
+        """Success rate of the agent acting with ``module`` in place of ``self.<acting_attr>``
+        over ``n_eval_episodes`` seeded episodes of ``eval_env`` (the same seeds every time)."""
+        from lwd_gym.evaluation import evaluate
+
+        saved = getattr(self, acting_attr)
+        setattr(self, acting_attr, module)
+        try:
+            self.reset()
+            result = evaluate(self, self._run.eval_env, self._run.n_eval_episodes, seed=EVAL_SEED, count_flops=False, progress=False)
+        finally:
+            setattr(self, acting_attr, saved)
+            self.reset()
+        return result.success_rate
+
+    def _validation_snippets(self, make: Callable[[Demonstrations], BatchSource]) -> BatchSource | None:
+        """``make(held-out episodes)`` (their snippets, normalised like the training data), or
+        ``None`` without a validation split or when no held-out episode is long enough."""
+        if self._run.validation is None:
+            return None
+        try:
+            return make(self._run.validation)
+        except ValueError:  # e.g. every held-out episode shorter than a snippet
+            return None
 
     # ------------------------------------------------------------------ acting
     @abstractmethod

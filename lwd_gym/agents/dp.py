@@ -10,7 +10,6 @@ executes ``action_horizon`` actions from there open-loop, then re-plans.
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from torch import nn
 from lwd_gym.agents.base import ActionChunks, BaseAgent, ChunkActing
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import DENOISERS, SAMPLERS, ConditionalDiffusion
-from lwd_gym.training import steps_for
+from lwd_gym.training import stage_steps
 
 
 class DPAgent(ChunkActing, BaseAgent):
@@ -121,47 +120,41 @@ class DPAgent(ChunkActing, BaseAgent):
             cond = torch.cat([cond, F.one_hot(tasks, self.num_tasks).to(cond.dtype)], dim=-1)
         return cond
 
-    def learn(
-        self,
-        dataset: Any,
-        *,
-        steps: int | None = None,
-        checkpoint_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 500,
-        progress_bar: bool = True,
-    ) -> DPAgent:
+    def learn(self, dataset: Any, *, steps: int | None = None, **options: Any) -> DPAgent:
         """Train the denoiser on every window of the dataset(s); returns ``self``.
 
         :param dataset: a ``minari.MinariDataset``, a dataset id, or a list of them (one per task).
-        :param steps: gradient steps (default: ``epochs`` epochs).
-        :param checkpoint_dir: keep resumable training state here (see :meth:`BaseAgent.learn`).
-        :param checkpoint_every: gradient steps between saves of that state.
-        :param progress_bar: show a tqdm bar.
+        :param steps: gradient steps (default: ``epochs`` epochs, at least :data:`~lwd_gym.training.MIN_STEPS`).
+        :param options: the run options of :meth:`BaseAgent.learn` (checkpoints, logs, validation, evaluation).
         """
-        demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
-        windows = SnippetDataset(
-            demos, self.prediction_horizon, self.obs_normalizer, self.action_normalizer,
+        demos = self._prepare(dataset, **options)
+        make_windows = lambda d: SnippetDataset(  # noqa: E731
+            d, self.prediction_horizon, self.obs_normalizer, self.action_normalizer,
             pad_before=self.n_obs_steps - 1, pad_short_episodes=self.pad_short_episodes,
         )  # fmt: skip
+        windows = make_windows(demos)
 
-        def loss(batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+        def loss(batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
             # Padded steps are kept in the loss, as in Diffusion Policy: at an episode's end the
             # repeated last action teaches the policy to settle.
             cond = self._condition(batch["states"][:, : self.n_obs_steps], batch["task"] if self.num_tasks > 1 else None)
-            return self.diffusion.loss(batch["actions"].transpose(1, 2), cond, self._rng)
+            return self.diffusion.loss(batch["actions"].transpose(1, 2), cond, generator)
 
         ema = copy.deepcopy(self.diffusion)
         self._fit(
             "diffusion",
             self.diffusion,
-            loss,
+            lambda batch, step: loss(batch, self._rng),
             windows,
-            steps=steps or steps_for(self.epochs, len(windows), self.batch_size),
+            steps=stage_steps(steps, self.epochs, len(windows), self.batch_size),
             batch_size=self.batch_size,
             lr=self.lr,
             warmup_steps=500,
             generator=torch.Generator().manual_seed(self.seed),
             ema_model=ema,
+            val_data=self._validation_snippets(make_windows),
+            val_loss=loss,
+            acting_attr="diffusion",
         )
         self.diffusion = ema
         self.reset()

@@ -8,7 +8,6 @@ is acted on: LWD decodes *policy weights* run closed-loop, LDP an *action chunk*
 from __future__ import annotations
 
 import copy
-import os
 from abc import abstractmethod
 from typing import Any
 
@@ -22,7 +21,7 @@ from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import DENOISERS, SAMPLERS, ConditionalDiffusion
-from lwd_gym.training import LossFn, TensorBatches, steps_for
+from lwd_gym.training import LossFn, TensorBatches, stage_steps
 
 CONDITIONS = ("obs", "task", "obs+task", "none")
 
@@ -141,60 +140,62 @@ class LatentDiffusionAgent(BaseAgent):
         return torch.cat(parts, dim=-1) if parts else None
 
     # ------------------------------------------------------------------ learning
-    def learn(
-        self,
-        dataset: Any,
-        *,
-        vae_steps: int | None = None,
-        diffusion_steps: int | None = None,
-        checkpoint_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 500,
-        progress_bar: bool = True,
-    ) -> LatentDiffusionAgent:
+    def learn(self, dataset: Any, *, vae_steps: int | None = None, diffusion_steps: int | None = None, **options: Any) -> LatentDiffusionAgent:
         """Train the VAE, then the latent diffusion model; returns ``self``.
 
         :param dataset: a ``minari.MinariDataset``, a dataset id, or a list of them (one per task).
-        :param vae_steps: gradient steps of the VAE stage (default: ``vae_epochs`` epochs).
-        :param diffusion_steps: gradient steps of the diffusion stage (default: ``diffusion_epochs``).
-        :param checkpoint_dir: keep resumable training state here (see :meth:`BaseAgent.learn`).
-        :param checkpoint_every: gradient steps between saves of that state.
-        :param progress_bar: show tqdm bars.
+        :param vae_steps: gradient steps of the VAE stage (default: ``vae_epochs`` epochs, at least
+            :data:`~lwd_gym.training.MIN_STEPS`).
+        :param diffusion_steps: gradient steps of the diffusion stage (default: ``diffusion_epochs``, same rule).
+        :param options: the run options of :meth:`BaseAgent.learn` (checkpoints, logs, validation, evaluation).
         """
-        demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
-        snippets = SnippetDataset(
-            demos, self.snippet_length, self.obs_normalizer, self.action_normalizer, pad_short_episodes=self.pad_short_episodes
+        demos = self._prepare(dataset, **options)
+        make_snippets = lambda d: SnippetDataset(  # noqa: E731
+            d, self.snippet_length, self.obs_normalizer, self.action_normalizer, pad_short_episodes=self.pad_short_episodes
         )
+        snippets = make_snippets(demos)
+        val_snippets = self._validation_snippets(make_snippets)
         self._fit(
             "vae",
             self.vae,
             self._vae_loss_fn(snippets),
             snippets,
-            steps=vae_steps or steps_for(self.vae_epochs, len(snippets), self.batch_size),
+            steps=stage_steps(vae_steps, self.vae_epochs, len(snippets), self.batch_size, "vae_steps"),
             batch_size=self.batch_size,
             lr=self.vae_lr,
             generator=self._cpu_rng(),
+            val_data=val_snippets,
+            val_loss=lambda b, g: self.vae.posterior_mean_mse(b["states"], b["actions"], b["mask"]),
         )
         latents, conds = self._encode_snippets(snippets)
         # Latents scaled to [-1, 1] per dimension, the range the DDPM clips its x0 estimate to;
         # the statistics are kept to map samples back.
         self.latent_normalizer = distributed.broadcast(Normalizer.fit(latents, mode="minmax"))
-        data = TensorBatches(x0=self.latent_normalizer.normalize(latents).view(-1, *self.diffusion.sample_shape), **conds)
+        data = self._latent_batches(latents, conds)
+        val_data = None if val_snippets is None else self._latent_batches(*self._encode_snippets(val_snippets))
         ema = copy.deepcopy(self.diffusion)
         self._fit(
             "latent-diffusion",
             self.diffusion,
             lambda b, step: self.diffusion.loss(b["x0"], b.get("cond"), self._rng),
             data,
-            steps=diffusion_steps or steps_for(self.diffusion_epochs, len(data), self.batch_size),
+            steps=stage_steps(diffusion_steps, self.diffusion_epochs, len(data), self.batch_size, "diffusion_steps"),
             batch_size=self.batch_size,
             lr=self.diffusion_lr,
             warmup_steps=500,
             generator=self._cpu_rng(),
             ema_model=ema,
+            val_data=val_data,
+            val_loss=lambda b, g: self.diffusion.loss(b["x0"], b.get("cond"), g),
+            acting_attr="diffusion",
         )
         self.diffusion = ema  # only the EMA weights are used (and saved) from here on
         self.reset()
         return self
+
+    def _latent_batches(self, latents: torch.Tensor, conds: dict[str, torch.Tensor]) -> TensorBatches:
+        """The diffusion stage's rows: scaled latents in the denoiser's layout, with their conditions."""
+        return TensorBatches(x0=self.latent_normalizer.normalize(latents).view(-1, *self.diffusion.sample_shape), **conds)
 
     def _vae_loss_fn(self, snippets: SnippetDataset) -> LossFn:
         """The VAE stage's loss of one batch at a gradient step (a factory, so a subclass can add terms)."""

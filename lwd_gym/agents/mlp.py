@@ -1,7 +1,6 @@
 """Behaviour-cloning MLP baseline: one deterministic ``state -> action`` network."""
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.generated_policy import HostMLP
 from lwd_gym.nn.mlp import mlp
-from lwd_gym.training import steps_for
+from lwd_gym.training import stage_steps
 
 
 class MLPAgent(BaseAgent):
@@ -62,23 +61,15 @@ class MLPAgent(BaseAgent):
             return states
         return torch.cat([states, F.one_hot(tasks, self.num_tasks).to(states.dtype)], dim=-1)
 
-    def learn(
-        self,
-        dataset: Any,
-        *,
-        steps: int | None = None,
-        checkpoint_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 500,
-        progress_bar: bool = True,
-    ) -> MLPAgent:
+    def learn(self, dataset: Any, *, steps: int | None = None, **options: Any) -> MLPAgent:
         """Fit on every (state, action) pair of the dataset(s); returns ``self``.
 
-        :param steps: gradient steps (default: ``epochs`` epochs).
-        :param checkpoint_dir: keep resumable training state here (see :meth:`BaseAgent.learn`).
-        :param checkpoint_every: gradient steps between saves of that state.
+        :param steps: gradient steps (default: ``epochs`` epochs, at least :data:`~lwd_gym.training.MIN_STEPS`).
+        :param options: the run options of :meth:`BaseAgent.learn` (checkpoints, logs, validation, evaluation).
         """
-        demos = self._prepare(dataset, checkpoint_dir, checkpoint_every, progress_bar)
-        pairs = SnippetDataset(demos, 1, self.obs_normalizer, self.action_normalizer)
+        demos = self._prepare(dataset, **options)
+        make_pairs = lambda d: SnippetDataset(d, 1, self.obs_normalizer, self.action_normalizer)  # noqa: E731
+        pairs = make_pairs(demos)
 
         def loss(batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
             states = batch["states"][:, 0]
@@ -89,10 +80,13 @@ class MLPAgent(BaseAgent):
             self.net,
             loss,
             pairs,
-            steps=steps or steps_for(self.epochs, len(pairs), self.batch_size),
+            steps=stage_steps(steps, self.epochs, len(pairs), self.batch_size),
             batch_size=self.batch_size,
             lr=self.lr,
             generator=torch.Generator().manual_seed(self.seed),
+            val_data=self._validation_snippets(make_pairs),
+            val_loss=lambda batch, generator: loss(batch, 0),
+            acting_attr="net",
         )
         self.reset()
         return self

@@ -54,9 +54,10 @@ class RandomAgent(BaseAgent):
     def _modules(self) -> dict[str, nn.Module]:
         return {}
 
-    def learn(self, dataset: Any, *, checkpoint_dir: Any = None, checkpoint_every: int = 500, progress_bar: bool = True) -> RandomAgent:
-        """Read the spaces (and task count) from the dataset(s); nothing is trained (so nothing is checkpointed)."""
-        self._prepare(dataset)
+    def learn(self, dataset: Any, **options: Any) -> RandomAgent:
+        """Read the spaces (and task count) from the dataset(s); nothing is trained (so nothing is
+        checkpointed, logged or validated: ``options`` are accepted for a uniform call)."""
+        self._prepare(dataset, validation_fraction=0.0)
         self._identity_normalizers()
         self.reset()
         return self

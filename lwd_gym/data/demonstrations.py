@@ -6,7 +6,7 @@ Everything an agent learns from passes through :func:`load_demonstrations`, so b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import minari
@@ -20,7 +20,8 @@ class Demonstrations:
 
     ``observations[i]`` holds the ``T`` observations at which ``actions[i]`` were taken (Minari's
     final observation, which has no action, is dropped); ``tasks[i]`` is the index of the dataset
-    episode ``i`` came from, i.e. its task id.
+    episode ``i`` came from, i.e. its task id; ``seeds[i]`` the seed its env was reset with
+    (Minari's episode metadata; -1 where the dataset does not record it).
     """
 
     observations: list[np.ndarray]
@@ -29,10 +30,43 @@ class Demonstrations:
     observation_space: gym.spaces.Box
     action_space: gym.spaces.Box
     num_tasks: int
+    seeds: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.seeds is None:
+            self.seeds = np.full(len(self.actions), -1, dtype=np.int64)
 
     @property
     def lengths(self) -> np.ndarray:
         return np.array([len(a) for a in self.actions], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def subset(self, episodes: Sequence[int] | np.ndarray) -> Demonstrations:
+        """The episodes at the given indices (same spaces and task count)."""
+        index = np.asarray(episodes, dtype=np.int64)
+        return replace(
+            self,
+            observations=[self.observations[i] for i in index],
+            actions=[self.actions[i] for i in index],
+            tasks=self.tasks[index],
+            seeds=self.seeds[index],
+        )
+
+    def split(self, fraction: float, seed: int) -> tuple[Demonstrations, Demonstrations | None]:
+        """``(train, validation)``: ``floor(fraction * n)`` of each task's ``n`` episodes, drawn
+        with ``seed``, are held out whole (``None`` when that is none), so the validation loss
+        is measured on episodes the model never saw, and every task keeps its training data."""
+        if not 0 <= fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {fraction!r}")
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5A11]))
+        held = [rng.permutation(idx)[: int(fraction * len(idx))] for idx in (np.flatnonzero(self.tasks == t) for t in range(self.num_tasks))]
+        held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+        if len(held_out) == 0:
+            return self, None
+        keep = np.setdiff1d(np.arange(len(self)), held_out)
+        return self.subset(keep), self.subset(held_out)
 
 
 def _as_dataset(dataset) -> minari.MinariDataset:
@@ -62,7 +96,7 @@ def load_demonstrations(datasets: minari.MinariDataset | str | Sequence[minari.M
     if not items:
         raise ValueError("no dataset given")
     obs_space = act_space = None
-    observations, actions, tasks = [], [], []
+    observations, actions, tasks, seeds = [], [], [], []
     for task, ds in enumerate(items):
         name = ds.spec.dataset_id
         o_space = _check_box(ds.observation_space, "observation", name)
@@ -80,6 +114,7 @@ def load_demonstrations(datasets: minari.MinariDataset | str | Sequence[minari.M
                 f"[{act_space.low}, {act_space.high}]: all task datasets must share spaces"
             )
         n_before = len(actions)
+        episode_seeds = _episode_seeds(ds)
         for ep in ds.iterate_episodes():
             obs, act = np.asarray(ep.observations, dtype=np.float32), np.asarray(ep.actions, dtype=np.float32)
             if obs.ndim != 2 or act.ndim != 2 or len(obs) != len(act) + 1:
@@ -94,6 +129,16 @@ def load_demonstrations(datasets: minari.MinariDataset | str | Sequence[minari.M
             observations.append(obs[:-1])
             actions.append(act)
             tasks.append(task)
+            seeds.append(episode_seeds.get(int(ep.id), -1))
         if len(actions) == n_before:
             raise ValueError(f"dataset {name!r} has no episode with at least one step")
-    return Demonstrations(observations, actions, np.asarray(tasks, dtype=np.int64), obs_space, act_space, len(items))
+    return Demonstrations(observations, actions, np.asarray(tasks, dtype=np.int64), obs_space, act_space, len(items), np.asarray(seeds, dtype=np.int64))
+
+
+def _episode_seeds(ds: minari.MinariDataset) -> dict[int, int]:
+    """Episode id -> the seed its env was reset with, from Minari's episode metadata (if recorded)."""
+    try:
+        metadata = ds.storage.get_episode_metadata(ds.episode_indices)
+        return {int(m["id"]): int(m["seed"]) for m in metadata if m.get("seed") is not None}
+    except (AttributeError, KeyError, TypeError, ValueError):  # a dataset written without seeds
+        return {}

@@ -82,6 +82,12 @@ class PolicyVAE(nn.Module):
         _, bc, kl = self.bc_terms(states, actions, generator, mask)
         return bc + kl_coef * kl, {"bc": bc.item(), "kl": kl.item()}
 
+    def posterior_mean_mse(self, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """BC-MSE of the policy decoded from each snippet's posterior *mean* (no sampling): the
+        validation loss of the VAE stage."""
+        mu = self.encoder(states, actions)[0]
+        return masked_mse(self.policy(self.decoder(mu), states), actions, mask)
+
     def bc_terms(
         self, states: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,6 +116,10 @@ class ChunkVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Action chunks ``[B, H, action_dim]`` for latents ``[B, latent_dim]``."""
         return self.decoder(z).view(-1, *self.chunk_shape)
+
+    def posterior_mean_mse(self, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Chunk MSE decoded from each snippet's posterior mean: the VAE stage's validation loss."""
+        return masked_mse(self.decode(self.encoder(states, actions)[0]), actions, mask)
 
     def loss(
         self,
