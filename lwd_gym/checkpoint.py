@@ -7,7 +7,9 @@ temporary file in the same directory, fsynced, then renamed over the target.
 
 safetensors itself checks the header's structure but not the bytes of the tensors, so a
 flipped bit in the weights would load silently; format version 2 therefore stores a SHA-256
-of the JSON and of every tensor, checked on load.
+of the JSON and of every tensor, checked on load.  Version 3 keeps the JSON and its checksum
+under one metadata key: safetensors writes its metadata map in a random order, so two keys made
+the bytes of the same checkpoint differ from save to save (and broke hash-based caching).
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-FORMAT_VERSION = 2
-#: versions this code reads (version 1 had no checksum).
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: versions this code reads (version 1 had no checksum; 2 kept it under a second metadata key).
+READABLE_VERSIONS = (1, 2, 3)
 _META_KEY = "lwd_gym"
 _SHA_KEY = "lwd_gym_sha256"
 
@@ -60,9 +62,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Write ``tensors`` and JSON-able ``meta`` to ``path`` atomically; returns the path."""
-    header = json.dumps({"format_version": FORMAT_VERSION, **meta})
+    header = json.dumps({"format_version": FORMAT_VERSION, **meta}, sort_keys=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    metadata = {_META_KEY: header, _SHA_KEY: _digest(header, tensors)}
+    # One metadata key (see the module docstring): the header string and its checksum.
+    metadata = {_META_KEY: json.dumps({"header": header, "sha256": _digest(header, tensors)})}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -86,11 +89,15 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise ValueError(f"{path} is a safetensors file but not an lwd-gym checkpoint (no '{_META_KEY}' metadata)")
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError as err:
+        sha = metadata.get(_SHA_KEY)  # versions 1 and 2
+        if isinstance(meta, dict) and set(meta) == {"header", "sha256"}:  # version 3's envelope
+            raw, sha = meta["header"], meta["sha256"]
+            meta = json.loads(raw)
+    except (json.JSONDecodeError, TypeError) as err:
         raise ValueError(f"{path}: corrupted checkpoint metadata ({err})") from err
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version not in READABLE_VERSIONS:
         raise ValueError(f"{path}: checkpoint format version {version!r} is not supported (this lwd-gym reads versions {READABLE_VERSIONS})")
-    if version >= 2 and metadata.get(_SHA_KEY) != _digest(raw, tensors):
+    if version >= 2 and sha != _digest(raw, tensors):
         raise ValueError(f"{path}: checkpoint is corrupted (its SHA-256 checksum does not match its contents)")
     return tensors, meta

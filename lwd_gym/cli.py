@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import gymnasium
 
@@ -51,19 +53,49 @@ def _key_values(pairs: Sequence[str], what: str) -> dict[str, object]:
     return out
 
 
+def _writable_file(path: str, option: str) -> None:
+    """Refuse, before any work, an output file that could not be written: a directory, or a
+    path under a file or an unwritable directory."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a file name")
+    _writable_dir(target.parent, option, path)
+
+
+def _writable_dir(directory: Path, option: str, path: str) -> None:
+    """``directory`` exists as a writable directory, or could be created under one."""
+    for ancestor in (directory, *directory.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ValueError(f"{option} {path}: {ancestor} is a file, not a directory")
+            if not os.access(ancestor, os.W_OK):
+                raise ValueError(f"{option} {path}: {ancestor} is not writable")
+            return
+
+
 def _train(args: argparse.Namespace) -> int:
     from lwd_gym import distributed, registry
+    from lwd_gym.agents.base import BaseAgent
 
+    _writable_file(args.out, "--out")
+    for option, directory in (("--checkpoint-dir", args.checkpoint_dir), ("--log-dir", args.log_dir)):
+        if directory is not None:
+            _writable_dir(Path(directory), option, directory)
     try:
         agent = registry.make(args.agent, seed=args.seed, device=args.device, **_key_values(args.set, "--set"))
     except TypeError as err:  # an unknown or misspelt --set key
         raise ValueError(f"--set: {err}") from err
     datasets = args.datasets if len(args.datasets) > 1 else args.datasets[0]
     learn_kwargs = _key_values(args.learn, "--learn")
-    unknown = set(learn_kwargs) - set(inspect.signature(agent.learn).parameters)
+    # the agent's step budgets, and the run options every agent's learn() takes
+    known = set(inspect.signature(agent.learn).parameters) | set(inspect.signature(BaseAgent._prepare).parameters)
+    unknown = set(learn_kwargs) - known - {"self", "dataset", "options"}
     if unknown:
         raise ValueError(f"--learn: {type(agent).__name__}.learn() has no argument(s) {sorted(unknown)}")
-    agent.learn(datasets, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, progress_bar=not args.quiet, **learn_kwargs)
+    agent.learn(
+        datasets, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, progress_bar=not args.quiet,
+        log_dir=args.log_dir, **learn_kwargs,
+    )  # fmt: skip
     agent.save(args.out)  # rank 0 only under torchrun
     if distributed.is_main_process():
         print(f"trained {type(agent).__name__} on {args.datasets} ({distributed.world_size()} process(es)); wrote {args.out}")
@@ -73,6 +105,8 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from lwd_gym import BaseAgent, TaskId, evaluate
 
+    if args.json:
+        _writable_file(args.json, "--json")
     agent = BaseAgent.load(args.checkpoint, device=args.device)
     if args.action_horizon is not None:
         agent.action_horizon = args.action_horizon
@@ -128,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--learn", nargs="*", default=[], metavar="KEY=VALUE", help="learn() arguments, e.g. vae_steps=2000 diffusion_steps=2000")
     tr.add_argument("--checkpoint-dir", default=None, help="keep resumable training state here (rerun the command to resume)")
     tr.add_argument("--checkpoint-every", type=int, default=500, help="gradient steps between saves of the training state")
+    tr.add_argument("--log-dir", default=None, help="write each training stage's log here (CSV per step; TensorBoard if installed)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -152,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, ImportError, FileNotFoundError, RuntimeError, gymnasium.error.Error) as err:
         # Bad input from the command line is the user's to fix: a message, not a traceback.
         parser.exit(2, f"lwd-gym {args.command}: error: {err}\n")
+    except Exception as err:  # anything else: still one line (LWD_GYM_TRACEBACK=1 shows the traceback)
+        if os.environ.get("LWD_GYM_TRACEBACK"):
+            raise
+        parser.exit(1, f"lwd-gym {args.command}: error: {type(err).__name__}: {err} (set LWD_GYM_TRACEBACK=1 for the traceback)\n")
 
 
 if __name__ == "__main__":

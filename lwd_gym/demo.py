@@ -30,13 +30,16 @@ def demo_agents(seed: int, device: str) -> dict[str, Any]:
             diffusion_size="xs",
             vae_lr=1e-3,
             diffusion_lr=3e-3,
-            vae_epochs=25,
-            diffusion_epochs=25,
             device=device,
             seed=seed,
         ),
-        "MLP (BC)": MLPAgent(hidden=(256, 256), epochs=30, device=device, seed=seed),
+        "MLP (BC)": MLPAgent(hidden=(256, 256), device=device, seed=seed),
     }
+
+
+#: ``learn`` budgets of the demo's agents, in gradient steps at batch 256 (about 25 and 30 epochs
+#: of the 200 demonstrations' snippets; the library's default would be at least 2,000 steps).
+DEMO_STEPS = {"LWD": {"vae_steps": 700, "diffusion_steps": 700}, "MLP (BC)": {"steps": 800}}
 
 
 def run_demo(
@@ -51,7 +54,7 @@ def run_demo(
     dataset = make_bimodal_dataset(num_demos, seed=seed, dataset_id=DATASET_ID, progress=progress)
     rows: dict[str, dict[str, float]] = {}
     for name, agent in demo_agents(seed, device).items():
-        agent.learn(dataset, progress_bar=progress)
+        agent.learn(dataset, progress_bar=progress, **DEMO_STEPS[name])
         if out_dir is not None:
             agent.save(Path(out_dir) / f"{type(agent).__name__.lower()}.ckpt")
         result = evaluate(

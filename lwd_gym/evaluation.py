@@ -20,6 +20,8 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from lwd_gym.validation import positive_int
+
 EnvLike = str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
 
 
@@ -52,6 +54,7 @@ class EvalResult:
         """The result as JSON; also written to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path, "w") as f:
                 f.write(text + "\n")
         return text
@@ -168,6 +171,17 @@ def _flag(info: dict[str, Any], key: str, n: int) -> np.ndarray:
     return np.asarray(info[key], dtype=bool).reshape(n) & _present(info, key, n)
 
 
+def _check_action_space(agent_space: gym.Space | None, env_space: gym.Space) -> None:
+    """The agent's actions fit the env: a Box of the same shape (bounds may differ: actions are
+    clipped to the agent's space, which is the one it was trained in)."""
+    if agent_space is None:
+        return
+    if not isinstance(env_space, gym.spaces.Box):
+        raise ValueError(f"the env's action space is {env_space}; lwd-gym agents act in continuous (Box) action spaces only")
+    if agent_space.shape != env_space.shape:
+        raise ValueError(f"the agent's actions have shape {agent_space.shape}, the env expects {env_space.shape}")
+
+
 def evaluate(
     agent: Any,
     env: EnvLike,
@@ -199,16 +213,19 @@ def evaluate(
 
     An episode succeeds if ``info["is_success"]`` or ``info["success"]`` was true at any step.
     """
-    if n_episodes < 1:
-        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
-    if n_envs < 1:
-        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    n_episodes, n_envs = positive_int("n_episodes", n_episodes), positive_int("n_envs", n_envs)
     n_envs = min(n_envs, n_episodes)
     envs, env_name, owned = _make_vector_env(env, n_envs, vectorization, dict(env_kwargs or {}))
     n = envs.num_envs
     space = getattr(agent, "observation_space", None)
-    if space is not None and space.shape != envs.single_observation_space.shape:
-        raise ValueError(f"the agent expects observations of shape {space.shape}, the env gives {envs.single_observation_space.shape}")
+    try:
+        if space is not None and space.shape != envs.single_observation_space.shape:
+            raise ValueError(f"the agent expects observations of shape {space.shape}, the env gives {envs.single_observation_space.shape}")
+        _check_action_space(getattr(agent, "action_space", None), envs.single_action_space)
+    except ValueError:
+        if owned:
+            envs.close()
+        raise
     records: list[dict[str, Any]] = []
     episode = np.full(n, -1)  # episode index each env is running (-1: idle filler at the end)
     next_episode = 0

@@ -7,7 +7,6 @@ start and writes its MLP weights and normalisers to a ``.npz`` of plain float32 
 """
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -91,10 +90,8 @@ def export_policy(
         raise ValueError(f"observation must be one numeric observation of shape {agent.observation_space.shape}, got {obs.dtype} {obs.shape}")
     if not np.isfinite(obs).all():
         raise ValueError("observation contains NaN or inf")
-    probe = copy.copy(agent)  # shares the networks, gets its own plans and noise (as flops_per_step does)
-    probe._rng = torch.Generator(agent.device)
+    probe = agent.acting_copy()  # shares the networks, owns its plans and noise
     probe._rng.seed()  # only feeds stochastic sampling without `seed`
-    probe._steps = None
     if seed is not None:
         probe.seed_envs([0], [seed], num_envs=1)
     probe.predict(obs[None], episode_start=np.array([True]), deterministic=deterministic)

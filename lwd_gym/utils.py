@@ -9,16 +9,20 @@ import torch
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
     """Resolve ``"auto"`` to CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU; pass anything else to ``torch.device``."""
-    if isinstance(device, torch.device):
-        return device
     if device == "auto":
         from lwd_gym.distributed import local_device  # under torchrun: this process's own GPU
 
         return local_device() or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as err:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from err
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available on this machine (torch {torch.__version__}); use device='cpu' or 'auto'")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return resolved
 
 
 def seed_everything(seed: int) -> None:

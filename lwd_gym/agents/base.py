@@ -14,6 +14,7 @@ observation and ``predict`` keeps SB3's signature.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 from abc import ABC, abstractmethod
@@ -37,6 +38,7 @@ from lwd_gym.nn.diffusion import ConditionalDiffusion
 from lwd_gym.train_log import StageLog, StageWriter, TrainingLog
 from lwd_gym.training import BatchSource, LossFn, TrainCheckpoint, fit
 from lwd_gym.utils import get_device, seed_everything
+from lwd_gym.validation import integer
 from lwd_gym.wrappers.task_id import with_task_id
 
 SelfAgent = TypeVar("SelfAgent", bound="BaseAgent")
@@ -90,11 +92,13 @@ class BaseAgent(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         BaseAgent.agent_classes[cls.__name__] = cls
+        if "learn" in cls.__dict__ and not getattr(cls.__dict__["learn"], "__isabstractmethod__", False):
+            cls.learn = _keeps_agent_on_error(cls.__dict__["learn"])
 
     def __init__(self, *, action_horizon: int = 1, device: str | torch.device = "auto", seed: int = 0) -> None:
         self.action_horizon = action_horizon
         self.device = get_device(device)
-        self.seed = int(seed)
+        self.seed = integer("seed", seed)
         self.state_space: gym.spaces.Box | None = None
         self.observation_space: gym.spaces.Box | None = None
         self.action_space: gym.spaces.Box | None = None
@@ -123,7 +127,7 @@ class BaseAgent(ABC):
 
     @action_horizon.setter
     def action_horizon(self, value: int) -> None:
-        if int(value) != value or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or int(value) != value or value < 1:
             raise ValueError(f"action_horizon must be a positive integer, got {value!r}")
         limit = self.max_action_horizon
         if limit is not None and value > limit:
@@ -311,7 +315,7 @@ class BaseAgent(ABC):
 
     def set_random_seed(self, seed: int) -> None:
         """Re-seed the sampling noise (and forget current plans)."""
-        self.seed = int(seed)
+        self.seed = integer("seed", seed)
         self._rng.manual_seed(self.seed)
         self.reset()
 
@@ -464,11 +468,18 @@ class BaseAgent(ABC):
             actions = self.action_normalizer.unnormalize(actions)
         self._steps += 1
         if not np.isfinite(actions).all():
-            envs = np.flatnonzero(~np.isfinite(actions).all(axis=1)).tolist()
-            magnitude = np.abs(self._split_tasks(obs)[0]).max()
+            bad = ~np.isfinite(actions).all(axis=1)
+            envs = np.flatnonzero(bad).tolist()
+            with np.errstate(over="ignore", invalid="ignore"):
+                magnitude = np.abs(self._split_tasks(obs[bad])[0]).max()
+            where = "re-planned from" if replan[bad].all() else "acted on"
+            # Their plans may now hold NaN: discard them, so the next call re-plans these
+            # environments instead of failing again until the next scheduled re-plan.
+            self._steps[bad] = -1
             raise FloatingPointError(
-                f"the policy produced NaN/inf actions for environment(s) {envs}; their observations are probably far outside "
-                f"the training data (normalised observation magnitude up to {magnitude:.3g})"
+                f"the policy produced NaN/inf actions for environment(s) {envs}: it {where} observations probably far outside "
+                f"the training data (normalised magnitude up to {magnitude:.3g} in those environments); their plans are discarded "
+                "and the next predict() re-plans them"
             )
         # np.minimum/maximum: np.clip costs ~5x more on these tiny arrays (the fast path's budget is ~20 us).
         actions = np.minimum(np.maximum(actions, self.action_space.low), self.action_space.high).astype(self.action_space.dtype, copy=False)
@@ -501,10 +512,8 @@ class BaseAgent(ABC):
 
         if not self.is_trained:
             raise RuntimeError("flops_per_step() needs a trained agent")
-        probe = copy.copy(self)  # shares the networks; gets its own plans and noise below
+        probe = self.acting_copy()
         probe.act_on_host = False  # FlopCounterMode sees torch operations only
-        probe._rng = torch.Generator(self.device).manual_seed(0)
-        probe._steps = None
         obs = self._probe_observation()
         counts = []
         # A replayed CUDA graph is invisible to FlopCounterMode: count an eager sampling loop.
@@ -524,6 +533,16 @@ class BaseAgent(ABC):
         if self.action_horizon == 1:  # every step is a plan
             return float(plan_and_step)
         return (plan_and_step - step) / self.action_horizon + step
+
+    def acting_copy(self: SelfAgent) -> SelfAgent:
+        """A copy that shares this agent's networks (and log) but owns every per-environment
+        acting state (plans, step counters, noise streams, observation history), so using it
+        leaves this agent's episodes untouched; its plans are forgotten."""
+        shared = [*self._modules().values(), self.training_log, self._run]
+        probe = copy.deepcopy(self, {id(x): x for x in shared})
+        probe._rng = torch.Generator(self.device).manual_seed(0)
+        probe.reset()
+        return probe
 
     def _probe_observation(self) -> np.ndarray:
         """A typical observation: the mean state (with task 0 for a multi-task agent)."""
@@ -585,6 +604,30 @@ class BaseAgent(ABC):
             _load_tensors(module, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{path}: '{module_name}'")
             module.eval()
         return agent
+
+
+def _keeps_agent_on_error(learn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an agent's ``learn`` so that a call that fails (bad data found late, NaN loss,
+    Ctrl-C) leaves the agent exactly as it was: a trained agent keeps its weights, normalisers
+    and plans instead of ending half-rebuilt.  (Interrupted training is not lost with a
+    ``checkpoint_dir``: calling ``learn`` again resumes it.)"""
+    if getattr(learn, "_keeps_agent", False):
+        return learn
+
+    @functools.wraps(learn)
+    def wrapper(self: BaseAgent, *args: Any, **kwargs: Any) -> Any:
+        run = self.__dict__.get("_run")  # may hold the user's eval env, which need not copy
+        memo = {id(run): run}
+        snapshot = copy.deepcopy(self.__dict__, memo)
+        try:
+            return learn(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+
+    wrapper._keeps_agent = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -21,6 +21,9 @@ from lwd_gym.agents.base import ActionChunks, BaseAgent, ChunkActing
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import DENOISERS, SAMPLERS, ConditionalDiffusion
 from lwd_gym.training import stage_steps
+from lwd_gym.validation import denoiser as check_denoiser
+from lwd_gym.validation import positive_float, positive_int
+from lwd_gym.validation import sampler as check_sampler
 
 
 class DPAgent(ChunkActing, BaseAgent):
@@ -65,20 +68,16 @@ class DPAgent(ChunkActing, BaseAgent):
         device: str | torch.device = "auto",
         seed: int = 0,
     ) -> None:
-        if n_obs_steps < 1 or prediction_horizon < n_obs_steps:
+        prediction_horizon, n_obs_steps = positive_int("prediction_horizon", prediction_horizon), positive_int("n_obs_steps", n_obs_steps)
+        if prediction_horizon < n_obs_steps:
             raise ValueError(f"need 1 <= n_obs_steps <= prediction_horizon, got n_obs_steps={n_obs_steps}, prediction_horizon={prediction_horizon}")
-        if scheduler not in SAMPLERS:
-            raise ValueError(f"scheduler must be one of {sorted(SAMPLERS)}, got {scheduler!r}")
-        if denoiser not in DENOISERS:
-            raise ValueError(f"denoiser must be one of {sorted(DENOISERS)}, got {denoiser!r}")
-        if size not in DENOISERS[denoiser]:
-            raise ValueError(f"size must be one of {sorted(DENOISERS[denoiser])} for the {denoiser} denoiser, got {size!r}")
-        self.prediction_horizon, self.n_obs_steps = int(prediction_horizon), int(n_obs_steps)
+        check_denoiser(denoiser, size, "size", prediction_horizon, "prediction_horizon")
+        self.prediction_horizon, self.n_obs_steps = prediction_horizon, n_obs_steps
         self.pad_short_episodes = bool(pad_short_episodes)
         super().__init__(action_horizon=action_horizon, device=device, seed=seed)
         self.size, self.denoiser = size, denoiser
-        self.num_inference_steps, self.scheduler = int(num_inference_steps), scheduler
-        self.batch_size, self.lr, self.epochs = int(batch_size), float(lr), int(epochs)
+        self.num_inference_steps, self.scheduler = check_sampler(scheduler, num_inference_steps), scheduler
+        self.batch_size, self.lr, self.epochs = positive_int("batch_size", batch_size), positive_float("lr", lr), positive_int("epochs", epochs)
         self.diffusion: ConditionalDiffusion | None = None
         self._plans = ActionChunks()
 

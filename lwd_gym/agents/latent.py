@@ -20,8 +20,11 @@ from lwd_gym import distributed
 from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
-from lwd_gym.nn.diffusion import DENOISERS, SAMPLERS, ConditionalDiffusion
+from lwd_gym.nn.diffusion import ConditionalDiffusion
 from lwd_gym.training import LossFn, TensorBatches, stage_steps
+from lwd_gym.validation import choice, positive_float, positive_int
+from lwd_gym.validation import denoiser as check_denoiser
+from lwd_gym.validation import sampler as check_sampler
 
 CONDITIONS = ("obs", "task", "obs+task", "none")
 
@@ -60,32 +63,26 @@ class LatentDiffusionAgent(BaseAgent):
         pad_short_episodes: bool = False,
         denoiser: str = "unet",
     ) -> None:
-        if condition_on not in CONDITIONS:
-            raise ValueError(f"condition_on must be one of {CONDITIONS}, got {condition_on!r}")
-        if scheduler not in SAMPLERS:
-            raise ValueError(f"scheduler must be one of {sorted(SAMPLERS)}, got {scheduler!r}")
-        if denoiser not in DENOISERS:
-            raise ValueError(f"denoiser must be one of {sorted(DENOISERS)}, got {denoiser!r}")
-        if diffusion_size not in DENOISERS[denoiser]:
-            raise ValueError(f"diffusion_size must be one of {sorted(DENOISERS[denoiser])} for the {denoiser} denoiser, got {diffusion_size!r}")
+        choice("condition_on", condition_on, CONDITIONS)
+        self.latent_dim, self.latent_length = positive_int("latent_dim", latent_dim), positive_int("latent_length", latent_length)
         if latent_dim % latent_length:
             raise ValueError(f"latent_dim={latent_dim} must be divisible by latent_length={latent_length}")
-        if not 0 <= kl_coef < 1:
-            raise ValueError(f"kl_coef must be in [0, 1), got {kl_coef}")
-        self.snippet_length = int(snippet_length or action_horizon)
+        check_denoiser(denoiser, diffusion_size, "diffusion_size", self.latent_length, "latent_length")
+        if isinstance(kl_coef, bool) or not isinstance(kl_coef, (int, float)) or not 0 <= kl_coef < 1:
+            raise ValueError(f"kl_coef must be in [0, 1), got {kl_coef!r}")
+        # None (not 0) means "as long as action_horizon"
+        self.snippet_length = positive_int("action_horizon", action_horizon) if snippet_length is None else positive_int("snippet_length", snippet_length)
         self.pad_short_episodes = bool(pad_short_episodes)
         super().__init__(action_horizon=action_horizon, device=device, seed=seed)
-        self.latent_dim = int(latent_dim)
-        self.latent_length = int(latent_length)
         self.kl_coef = float(kl_coef)
         self.diffusion_size = diffusion_size
         self.denoiser = denoiser
         self.condition_on = condition_on
-        self.num_inference_steps = int(num_inference_steps)
+        self.num_inference_steps = check_sampler(scheduler, num_inference_steps)
         self.scheduler = scheduler
-        self.batch_size = int(batch_size)
-        self.vae_lr, self.diffusion_lr = float(vae_lr), float(diffusion_lr)
-        self.vae_epochs, self.diffusion_epochs = int(vae_epochs), int(diffusion_epochs)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.vae_lr, self.diffusion_lr = positive_float("vae_lr", vae_lr), positive_float("diffusion_lr", diffusion_lr)
+        self.vae_epochs, self.diffusion_epochs = positive_int("vae_epochs", vae_epochs), positive_int("diffusion_epochs", diffusion_epochs)
         self.latent_normalizer: Normalizer | None = None
         self.vae: nn.Module | None = None
         self.diffusion: ConditionalDiffusion | None = None

@@ -16,6 +16,7 @@ from torch import nn
 from lwd_gym.agents.base import ActionChunks, ChunkActing
 from lwd_gym.agents.latent import LatentDiffusionAgent
 from lwd_gym.nn.vae import ChunkVAE
+from lwd_gym.validation import widths
 
 
 class LDPAgent(ChunkActing, LatentDiffusionAgent):
@@ -52,12 +53,13 @@ class LDPAgent(ChunkActing, LatentDiffusionAgent):
         device: str | torch.device = "auto",
         seed: int = 0,
     ) -> None:
+        decoder_hidden = widths("decoder_hidden", decoder_hidden)
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
             pad_short_episodes, denoiser,
         )  # fmt: skip
-        self.decoder_hidden = [int(h) for h in decoder_hidden]
+        self.decoder_hidden = decoder_hidden
         self._plans = ActionChunks()
 
     @property

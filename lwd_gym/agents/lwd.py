@@ -23,7 +23,9 @@ from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.generated_policy import HostMLP
 from lwd_gym.nn.vae import PolicyVAE
 from lwd_gym.nn.world_model import WorldModelPolicyVAE
+from lwd_gym.nn.hypernet import HYPERNET_PRESETS
 from lwd_gym.training import LossFn, steps_for
+from lwd_gym.validation import choice, integer, positive_int, widths
 
 
 class LWDAgent(LatentDiffusionAgent):
@@ -93,22 +95,23 @@ class LWDAgent(LatentDiffusionAgent):
         device: str | torch.device = "auto",
         seed: int = 0,
     ) -> None:
-        world_model_hidden = [int(h) for h in world_model_hidden]
-        if not world_model_hidden or min(world_model_hidden) < 1:
-            raise ValueError(f"world_model_hidden must be a non-empty list of positive widths, got {world_model_hidden}")
-        if int(world_model_history) != world_model_history or world_model_history < 1:
-            raise ValueError(f"world_model_history must be a positive integer, got {world_model_history!r}")
-        if int(world_model_warmup_epochs) != world_model_warmup_epochs or world_model_warmup_epochs < 0:
-            raise ValueError(f"world_model_warmup_epochs must be a non-negative integer, got {world_model_warmup_epochs!r}")
-        if not (math.isfinite(rollout_coef) and rollout_coef >= 0):
+        world_model_hidden = widths("world_model_hidden", world_model_hidden)
+        positive_int("world_model_history", world_model_history)
+        integer("world_model_warmup_epochs", world_model_warmup_epochs, minimum=0)
+        policy_hidden = widths("policy_hidden", policy_hidden)
+        if isinstance(hypernet_size, str):
+            choice("hypernet_size", hypernet_size, sorted(HYPERNET_PRESETS))
+        else:
+            hypernet_size = widths("hypernet_size", hypernet_size)
+        if isinstance(rollout_coef, bool) or not isinstance(rollout_coef, (int, float)) or not (math.isfinite(rollout_coef) and rollout_coef >= 0):
             raise ValueError(f"rollout_coef must be a finite number >= 0, got {rollout_coef}")
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
             pad_short_episodes, denoiser,
         )  # fmt: skip
-        self.policy_hidden = [int(h) for h in policy_hidden]
-        self.hypernet_size = hypernet_size if isinstance(hypernet_size, str) else [int(w) for w in hypernet_size]
+        self.policy_hidden = policy_hidden
+        self.hypernet_size = hypernet_size
         self.world_model = bool(world_model)
         if self.world_model and world_model_history >= self.snippet_length:
             raise ValueError(f"world_model_history={world_model_history} leaves no transition in snippets of {self.snippet_length} steps")

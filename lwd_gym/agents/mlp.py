@@ -14,6 +14,7 @@ from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.generated_policy import HostMLP
 from lwd_gym.nn.mlp import mlp
 from lwd_gym.training import stage_steps
+from lwd_gym.validation import positive_float, positive_int, widths
 
 
 class MLPAgent(BaseAgent):
@@ -41,8 +42,8 @@ class MLPAgent(BaseAgent):
     ) -> None:
         # A plan is a single action, so action_horizon only matters for API symmetry.
         super().__init__(action_horizon=action_horizon, device=device, seed=seed)
-        self.hidden = [int(h) for h in hidden]
-        self.batch_size, self.lr, self.epochs = int(batch_size), float(lr), int(epochs)
+        self.hidden = widths("hidden", hidden)
+        self.batch_size, self.lr, self.epochs = positive_int("batch_size", batch_size), positive_float("lr", lr), positive_int("epochs", epochs)
         self.net: nn.Module | None = None
         self._host_net: HostMLP | None = None
 

@@ -115,6 +115,11 @@ def load_demonstrations(datasets: minari.MinariDataset | str | Sequence[minari.M
             )
         n_before = len(actions)
         episode_seeds = _episode_seeds(ds)
+        # float32 rounding slack, relative to the width of each action's range (an absolute 1e-5
+        # would accept actions 50x outside a [-1e-7, 1e-7] space)
+        with np.errstate(invalid="ignore", over="ignore"):
+            width = np.where(np.isfinite(a_space.high - a_space.low), a_space.high - a_space.low, 0.0)
+        tolerance = 1e-5 * np.maximum(width, np.finfo(np.float32).tiny)
         for ep in ds.iterate_episodes():
             obs, act = np.asarray(ep.observations, dtype=np.float32), np.asarray(ep.actions, dtype=np.float32)
             if obs.ndim != 2 or act.ndim != 2 or len(obs) != len(act) + 1:
@@ -124,7 +129,7 @@ def load_demonstrations(datasets: minari.MinariDataset | str | Sequence[minari.M
             for field, arr in (("observations", obs), ("actions", act)):
                 if not np.isfinite(arr).all():
                     raise ValueError(f"dataset {name!r} episode {ep.id}: {field} contain NaN or inf")
-            if np.any(act < a_space.low - 1e-5) or np.any(act > a_space.high + 1e-5):
+            if np.any(act < a_space.low - tolerance) or np.any(act > a_space.high + tolerance):
                 raise ValueError(f"dataset {name!r} episode {ep.id}: actions outside the action space [{a_space.low}, {a_space.high}]")
             observations.append(obs[:-1])
             actions.append(act)

@@ -51,6 +51,8 @@ def import_robomimic_hdf5(
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"robomimic HDF5 file not found: {path}")
+    if isinstance(obs_keys, str):  # "object" would otherwise be split into characters
+        raise ValueError(f"obs_keys must be a list of observation keys, got the string {obs_keys!r}; did you mean [{obs_keys!r}]?")
     keys = tuple(ROBOMIMIC_DEFAULT_OBS_KEYS if obs_keys is None else obs_keys)
     if not keys:
         raise ValueError("obs_keys is empty: name at least one observation key")
@@ -105,7 +107,13 @@ def _read_robomimic_demo(demo: h5py.Group, where: str, index: int, keys: tuple[s
     missing = [field for field in ("actions", "obs") if field not in demo]
     if missing:
         raise ValueError(f"{where} has no {' or '.join(repr(m) for m in missing)}")
+    if not isinstance(demo["actions"], h5py.Dataset):
+        raise ValueError(f"{where}: 'actions' is a group, expected a dataset of shape [T, action_dim]")
+    if not isinstance(demo["obs"], h5py.Group):
+        raise ValueError(f"{where}: 'obs' is a dataset, expected a group of per-key datasets")
     actions = np.asarray(demo["actions"][()], dtype=np.float32)
+    if actions.ndim == 0:
+        raise ValueError(f"{where}: 'actions' is a scalar, expected one action per step [T, action_dim]")
     steps = len(actions)
     if steps == 0:
         raise ValueError(f"{where} has no steps")
@@ -121,7 +129,11 @@ def _read_robomimic_demo(demo: h5py.Group, where: str, index: int, keys: tuple[s
     next_group = demo.get("next_obs")
     if isinstance(next_group, h5py.Group) and all(key in next_group for key in keys):
         # Only the last row is needed; next_obs[t] is obs[t + 1] for the earlier steps.
-        last = np.concatenate([_steps(next_group[key], steps, f"{where}: next_obs/{key}", last_only=True).reshape(-1) for key in keys])
+        last_parts = [_steps(next_group[key], steps, f"{where}: next_obs/{key}", last_only=True).reshape(-1) for key in keys]
+        for key, part, obs_part in zip(keys, last_parts, parts):
+            if part.size != obs_part.shape[1]:
+                raise ValueError(f"{where}: next_obs/{key} has {part.size} values per step but obs/{key} has {obs_part.shape[1]}")
+        last = np.concatenate(last_parts)
     else:
         # No terminal observation stored: repeating the last one keeps Minari's T+1 layout
         # without inventing data (agents drop the final observation anyway).
@@ -147,6 +159,8 @@ def _read_robomimic_demo(demo: h5py.Group, where: str, index: int, keys: tuple[s
 
 def _steps(dataset: h5py.Dataset, steps: int, what: str, *, last_only: bool = False) -> np.ndarray:
     """Read a per-step dataset (or only its last row) as float32, checking its length first."""
+    if not isinstance(dataset, h5py.Dataset):
+        raise ValueError(f"{what} is a group, expected a dataset with one row per step")
     length = dataset.shape[0] if dataset.shape else 0
     if length != steps:
         raise ValueError(f"{what} has {length} steps, but actions has {steps}")

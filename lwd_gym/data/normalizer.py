@@ -9,7 +9,8 @@ import torch
 
 @dataclass
 class Normalizer:
-    """``(x - mean) / std`` per dimension; dimensions that never vary keep ``std = 1``.
+    """``(x - mean) / std`` per dimension; dimensions that never vary (relative to their
+    magnitude) keep ``std = 1``.
 
     ``fit(x)`` standardises; ``fit(x, mode="minmax")`` picks ``mean``/``std`` as the centre and
     half-range so the data map to ``[-1, 1]`` (what a DDPM with sample clipping expects).
@@ -34,8 +35,10 @@ class Normalizer:
         else:
             raise ValueError(f"unknown normalizer mode {mode!r}; use 'standard' or 'minmax'")
         # A constant feature carries no information; dividing by ~0 would turn any test-time
-        # deviation into a huge input.
-        std[std < 1e-6] = 1.0
+        # deviation into a huge input.  "Constant" is relative to the feature's own magnitude
+        # (float32 rounding noise), so data on a 1e-7 scale is still standardised.
+        scale = np.abs(x).max(axis=0)
+        std[(std <= 1e-6 * scale) | (std == 0)] = 1.0
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def _stats(self, like):

@@ -27,6 +27,9 @@ from lwd_gym.nn.transformer import TRANSFORMER_PRESETS, TransformerForDiffusion
 from lwd_gym.nn.unet1d import UNET_PRESETS, ConditionalUnet1D
 
 #: Denoiser names accepted by :class:`ConditionalDiffusion` -> their size presets.
+#: DDPM steps every diffusion model here is trained with (a query takes at most this many).
+NUM_TRAIN_TIMESTEPS = 100
+
 DENOISERS: dict[str, dict[str, tuple]] = {"unet": UNET_PRESETS, "transformer": TRANSFORMER_PRESETS}
 
 #: Sampler names accepted by :meth:`ConditionalDiffusion.sample` -> (diffusers class, config
@@ -57,7 +60,7 @@ class ConditionalDiffusion(nn.Module):
         sample_shape: Sequence[int],
         cond_dim: int,
         size: str = "s",
-        num_train_timesteps: int = 100,
+        num_train_timesteps: int = NUM_TRAIN_TIMESTEPS,
         kernel_size: int = 5,
         denoiser: str = "unet",
     ) -> None:
