@@ -19,9 +19,9 @@ from lwd_gym.checkpoint import atomic_write
 PROFILES = ("tiny", "quick", "paper")  # tiny: seconds, for the smoke tests; quick: <= 20 CPU minutes
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, profiles: Sequence[str] = PROFILES, default: str = "quick") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--profile", choices=PROFILES, default="quick", help="tiny (smoke test), quick (<= 20 min on 2 CPU cores), paper")
+    p.add_argument("--profile", choices=profiles, default=default, help="tiny (smoke test), quick (<= 20 min on 2 CPU cores), standard (trained to competence), paper")
     p.add_argument("--out", default="benchmarks/results", help="directory for the JSON and PNG")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")

@@ -18,7 +18,7 @@ import torch
 
 from benchmarks import common
 from lwd_gym import BaseAgent, LWDAgent, evaluate
-from lwd_gym.demo import demo_agents
+from lwd_gym.demo import DEMO_STEPS, demo_agents
 
 SETTINGS = {
     "tiny": [("ddpm", 4), ("ddim", 2), ("dpmsolver++", 2)],
@@ -42,7 +42,7 @@ def trained_agent(env: str, profile: str, out: str, device: str) -> tuple[BaseAg
         if profile == "tiny":
             agent.learn(dataset, vae_steps=2, diffusion_steps=2, progress_bar=False)
         else:
-            agent.learn(dataset, checkpoint_dir=cache.parent / f"{cache.stem}-state")
+            agent.learn(dataset, checkpoint_dir=cache.parent / f"{cache.stem}-state", **DEMO_STEPS["LWD"])
     else:
         from lwd_gym.data.sources import collect
 

@@ -62,6 +62,7 @@ def reconstruction_rollout(
     episodes: Sequence[int] | None = None,
     other_seeds: bool = True,
     max_steps: int | None = None,
+    stop_on_success: bool = False,
 ) -> ReconstructionResult:
     """Roll out the policies an :class:`~lwd_gym.agents.LWDAgent`'s VAE decodes from demonstrations.
 
@@ -74,6 +75,8 @@ def reconstruction_rollout(
     :param other_seeds: also roll each decoded policy out from the seed of the next demonstration
         of the same task (another goal / layout).
     :param max_steps: stop an episode after this many steps (default: the env's own limit).
+    :param stop_on_success: end an episode at its first success (saves time on envs such as
+        Metaworld whose episodes run on after success; returns and lengths then stop there).
     """
     if not hasattr(agent, "vae") or not hasattr(agent.vae, "policy"):
         raise TypeError(f"reconstruction_rollout needs an agent with generated policies (LWDAgent), got {type(agent).__name__}")
@@ -92,7 +95,7 @@ def reconstruction_rollout(
             if len(same_task) > 1:
                 j = same_task[(np.searchsorted(same_task, i) + 1) % len(same_task)]
                 runs.append((int(i), int(demos.seeds[j]), "other"))
-    records = _rollout(agent, demos, runs, env, max_steps)
+    records = _rollout(agent, demos, runs, env, max_steps, stop_on_success)
     own = [r for r in records if r["kind"] == "own"]
     other = [r for r in records if r["kind"] == "other"]
     rate = lambda rs: sum(r["is_success"] for r in rs) / len(rs)  # noqa: E731
@@ -114,7 +117,7 @@ def _latents(agent: Any, demos: Demonstrations, episode: int, plans: int) -> tor
 
 
 @torch.no_grad()
-def _rollout(agent: Any, demos: Demonstrations, runs: list[tuple[int, int, str]], env: Any, max_steps: int | None) -> list[dict[str, Any]]:
+def _rollout(agent: Any, demos: Demonstrations, runs: list[tuple[int, int, str]], env: Any, max_steps: int | None, stop_on_success: bool) -> list[dict[str, Any]]:
     records = []
     state_dim = agent.state_space.shape[0]
     low, high = agent.action_space.low, agent.action_space.high
@@ -134,7 +137,7 @@ def _rollout(agent: Any, demos: Demonstrations, runs: list[tuple[int, int, str]]
             obs, reward, terminated, truncated, info = e.step(action)
             total, steps = total + float(reward), t + 1
             success = success or bool(info.get("is_success", False) or info.get("success", False))
-            if terminated or truncated:
+            if terminated or truncated or (success and stop_on_success):
                 break
         e.close()
         records.append({"episode": episode, "task": task, "seed": seed, "kind": kind, "is_success": success, "return": total, "length": steps})

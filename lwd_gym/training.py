@@ -68,8 +68,11 @@ def steps_for(num_epochs: int, num_rows: int, batch_size: int) -> int:
 
 #: The fewest gradient steps a stage trains when its budget comes from epochs.  An epoch budget
 #: alone gives a few hundred steps on a small dataset at batch 256 (e.g. 300 two-paths
-#: demonstrations: 23 steps per epoch), far from converged at the default learning rates and
-#: their 500-step warm-up; see benchmarks/README.md ("Default budgets") for the learning curves.
+#: demonstrations with 16-step snippets: ~23 steps per epoch), with a 500-step warm-up for the
+#: diffusion stages.  Measured here on the two-paths task (batch 64, lr 1e-3), the validation
+#: losses of DP and LDP still fell until ~1,200-1,500 steps; at the lower default learning rates
+#: convergence is slower, not faster.  This is a floor, not a guarantee: check
+#: ``agent.training_log[stage].validation()`` (tests/MARGINS.md has the curves' numbers).
 MIN_STEPS = 2000
 
 

@@ -34,9 +34,9 @@ def bimodal_dataset(session_minari_dir):
 @pytest.fixture(scope="session")
 def trained_lwd(bimodal_dataset):
     """LWD trained on the two-paths demonstrations with the demo's settings."""
-    from lwd_gym.demo import demo_agents
+    from lwd_gym.demo import DEMO_STEPS, demo_agents
 
-    return demo_agents(seed=0, device="cpu")["LWD"].learn(bimodal_dataset, progress_bar=False)
+    return demo_agents(seed=0, device="cpu")["LWD"].learn(bimodal_dataset, progress_bar=False, **DEMO_STEPS["LWD"])
 
 
 @pytest.fixture

@@ -3,34 +3,52 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from lwd_gym import BaseAgent, DPAgent, LDPAgent, MLPAgent, RandomAgent, evaluate
+from lwd_gym import BaseAgent, DPAgent, LDPAgent, MLPAgent, RandomAgent, evaluate, make_bimodal_dataset
 from lwd_gym.demo import ENV_ID
 
 
 def _dp(**kw):
-    return DPAgent(**{"action_horizon": 8, "prediction_horizon": 16, "size": "xs", "num_inference_steps": 10, "scheduler": "ddim", "lr": 3e-3, "device": "cpu", **kw})
+    return DPAgent(**{"action_horizon": 8, "prediction_horizon": 16, "size": "xs", "num_inference_steps": 10, "scheduler": "ddim", "lr": 1e-3, "batch_size": 64, "device": "cpu", **kw})
 
 
 def _ldp(**kw):
-    return LDPAgent(**{"action_horizon": 8, "latent_dim": 32, "diffusion_size": "xs", "vae_lr": 1e-3, "diffusion_lr": 3e-3, "device": "cpu", **kw})
+    return LDPAgent(**{"action_horizon": 8, "latent_dim": 32, "diffusion_size": "xs", "vae_lr": 1e-3, "diffusion_lr": 1e-3, "batch_size": 64, "device": "cpu", **kw})
+
+
+#: gradient steps of each baseline (per stage for LDP) in :func:`train_baselines`
+BASELINE_STEPS = {"dp": 1200, "ldp": 1200, "mlp": 600}
+
+
+def train_baselines(dataset, seed: int = 0) -> dict:
+    """Every baseline trained on the two-paths demonstrations at sane rates (loss converged)."""
+    return {
+        "dp": _dp(seed=seed).learn(dataset, steps=BASELINE_STEPS["dp"], progress_bar=False),
+        "ldp": _ldp(seed=seed).learn(dataset, vae_steps=BASELINE_STEPS["ldp"], diffusion_steps=BASELINE_STEPS["ldp"], progress_bar=False),
+        "mlp": MLPAgent(hidden=(64, 64), batch_size=64, device="cpu", seed=seed).learn(dataset, steps=BASELINE_STEPS["mlp"], progress_bar=False),
+        "random": RandomAgent(device="cpu", seed=seed).learn(dataset, progress_bar=False),
+    }
+
+
+def measure_baselines(seed: int, dataset=None, trained=None, n_episodes: int = 50) -> dict[str, float]:
+    """Success of each baseline over ``n_episodes`` seeded episodes (one batched evaluate each);
+    ``tests/margin_study.py`` runs this over training seeds and thread counts."""
+    trained = trained or train_baselines(dataset if dataset is not None else make_bimodal_dataset(200, seed=0, progress=False), seed)
+    return {name: evaluate(agent, ENV_ID, n_episodes, seed=100, n_envs=10, count_flops=False, progress=False).success_rate for name, agent in trained.items()}
 
 
 @pytest.fixture(scope="module")
 def trained(bimodal_dataset):
-    """Every baseline trained briefly on the two-paths demonstrations."""
-    return {
-        "dp": _dp().learn(bimodal_dataset, steps=400, progress_bar=False),
-        "ldp": _ldp().learn(bimodal_dataset, vae_steps=400, diffusion_steps=400, progress_bar=False),
-        "mlp": MLPAgent(hidden=(64, 64), device="cpu").learn(bimodal_dataset, steps=300, progress_bar=False),
-        "random": RandomAgent(device="cpu").learn(bimodal_dataset, progress_bar=False),
-    }
+    return train_baselines(bimodal_dataset)
 
 
 def test_every_agent_beats_random(trained):
-    results = {name: evaluate(agent, ENV_ID, 20, seed=100, n_envs=10, count_flops=False, progress=False) for name, agent in trained.items()}
-    floor = results["random"].success_rate
+    success = measure_baselines(0, trained=trained)
     for name in ("dp", "ldp", "mlp"):
-        assert results[name].success_rate >= floor + 0.4, (name, results[name].success_rate, floor)
+        assert success[name] - success["random"] >= MARGINS[name], (name, success)
+
+
+#: success above the random floor that every training seed reached, with slack (tests/margin_study.py)
+MARGINS = {"dp": 0.5, "ldp": 0.5, "mlp": 0.3}
 
 
 @pytest.mark.parametrize("name", ["dp", "ldp"])

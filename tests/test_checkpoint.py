@@ -20,9 +20,12 @@ def test_checkpoint_is_safetensors_with_json_config(tiny_lwd, tmp_path):
     path = tmp_path / "ckpts" / "agent.ckpt"
     tiny_lwd.save(path)
     with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["lwd_gym"])
+        assert list(f.metadata()) == ["lwd_gym"]  # one key: safetensors writes a metadata map in random order
+        envelope = json.loads(f.metadata()["lwd_gym"])
+        meta = json.loads(envelope["header"])
+        assert len(envelope["sha256"]) == 64
         assert any(k.startswith("vae.") for k in f.keys()) and any(k.startswith("diffusion.") for k in f.keys())
-    assert meta["format_version"] == FORMAT_VERSION and meta["agent"] == "LWDAgent"
+    assert meta["format_version"] == FORMAT_VERSION == 3 and meta["agent"] == "LWDAgent"
     assert meta["config"]["latent_dim"] == 16
     assert "latent_normalizer" in meta["extra"]
     assert [p.name for p in path.parent.iterdir()] == ["agent.ckpt"]  # no temp file left behind
@@ -74,6 +77,25 @@ def test_corrupted_checkpoint_is_a_clear_error(tiny_lwd, tmp_path, corrupt):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="a.ckpt"):
         LWDAgent.load(path)
+
+
+def test_version_2_checkpoints_still_load(tiny_lwd, tmp_path):
+    """Version 2 kept the JSON and its SHA-256 under two metadata keys."""
+    from safetensors.torch import save_file
+
+    from lwd_gym.checkpoint import _digest
+
+    tiny_lwd.save(tmp_path / "a.ckpt")
+    tensors, meta = load_checkpoint(tmp_path / "a.ckpt")
+    header = json.dumps({**meta, "format_version": 2})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "v2.ckpt"), metadata={"lwd_gym": header, "lwd_gym_sha256": _digest(header, tensors)})
+    loaded = LWDAgent.load(tmp_path / "v2.ckpt", device="cpu")
+    assert loaded._config() == tiny_lwd._config()
+    corrupt = {k: v.clone() for k, v in tensors.items()}
+    next(iter(corrupt.values())).view(-1)[0] += 1
+    save_file({k: v.contiguous() for k, v in corrupt.items()}, str(tmp_path / "bad.ckpt"), metadata={"lwd_gym": header, "lwd_gym_sha256": _digest(header, tensors)})
+    with pytest.raises(ValueError, match="checksum"):
+        LWDAgent.load(tmp_path / "bad.ckpt", device="cpu")
 
 
 def test_unknown_format_version(tiny_lwd, tmp_path, monkeypatch):

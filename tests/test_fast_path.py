@@ -26,12 +26,11 @@ def agents(bimodal_dataset, tiny_multitask):
 
 @pytest.fixture(scope="module")
 def tiny_multitask(session_minari_dir):
-    import os
-
     from lwd_gym.envs import make_bimodal_dataset
 
-    os.environ["MINARI_DATASETS_PATH"] = str(session_minari_dir)
-    return [make_bimodal_dataset(5, seed=s, dataset_id=f"lwd/fast/{s}-v0", side=side, progress=False) for s, side in ((0, -1), (1, 1))]
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: undone when the datasets are written
+        patch.setenv("MINARI_DATASETS_PATH", str(session_minari_dir))
+        return [make_bimodal_dataset(5, seed=s, dataset_id=f"lwd/fast/{s}-v0", side=side, progress=False) for s, side in ((0, -1), (1, 1))]
 
 
 @pytest.mark.parametrize("name", ["lwd", "mlp", "lwd-multitask", "mlp-multitask", "dp", "ldp"])

@@ -92,14 +92,24 @@ def test_diffusion_sampling_shapes_and_per_sample_generators():
 
 
 def test_vae_loss_is_bc_plus_scaled_kl():
+    """The loss recomputed by hand from the encoder, one reparameterised sample, the decoded
+    policy and the Gaussian KL; padded steps (mask false) do not count."""
     torch.manual_seed(0)
     vae = PolicyVAE(5, 3, 2, latent_dim=16, policy_hidden=(8,), hypernet_size="xs")
     states, actions = torch.randn(4, 5, 3), torch.randn(4, 5, 2)
-    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
-    loss0, stats0 = vae.loss(states, actions, 0.0, g())
-    loss1, stats1 = vae.loss(states, actions, 1e-2, g())
-    assert loss0.item() == pytest.approx(stats0["bc"], rel=1e-5)
-    assert loss1.item() == pytest.approx(stats1["bc"] + 1e-2 * stats1["kl"], rel=1e-5)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    with torch.no_grad():
+        mu, logvar = vae.encoder(states, actions)
+        z = mu + torch.randn(mu.shape, generator=torch.Generator().manual_seed(1)) * (0.5 * logvar).exp()
+        error = ((vae.policy(vae.decoder(z), states) - actions) ** 2).mean(-1)  # [B, H]
+        bc = error[mask].mean()
+        kl = (0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)).mean()
+        assert kl > 0 and not torch.isclose(bc, error.mean())  # the mask matters here
+        for kl_coef in (0.0, 1e-2):
+            loss, stats = vae.loss(states, actions, kl_coef, torch.Generator().manual_seed(1), mask)
+            torch.testing.assert_close(loss, bc + kl_coef * kl)
+            assert stats["bc"] == pytest.approx(bc.item(), rel=1e-5) and stats["kl"] == pytest.approx(kl.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpmsolver++"])

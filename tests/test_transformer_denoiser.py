@@ -63,11 +63,11 @@ def test_diffusion_picks_the_denoiser_and_rejects_unknown_names():
         ConditionalDiffusion((2, 8), 3, size="xl", denoiser="transformer")
 
 
-def test_transformer_diffusion_fits_a_tiny_conditional_problem():
-    """Two conditions, one fixed target each: the denoising loss drops and samples land on the
-    target of their own condition.  (The transformer needs ~2x the UNet's 300 steps here to pick
-    up the condition reliably across seeds.)"""
-    torch.manual_seed(0)
+def measure_transformer_fit(seed: int, steps: int = 600) -> dict[str, float]:
+    """Two conditions, one fixed target each: train the transformer denoiser for ``steps`` and
+    return the held-out denoising loss before/after and the fraction of 64 samples landing
+    nearest their own condition's target (``tests/margin_study.py`` runs it over seeds)."""
+    torch.manual_seed(seed)
     targets = torch.tensor([[0.8, -0.5, 0.3, -0.9], [-0.6, 0.7, -0.2, 0.5]]).view(2, 2, 2)  # [cond, C, L]
     conds = torch.eye(2)
     model = ConditionalDiffusion((2, 2), 2, size="xs", denoiser="transformer")
@@ -79,17 +79,24 @@ def test_transformer_diffusion_fits_a_tiny_conditional_problem():
             return model.loss(targets[which], conds[which], torch.Generator().manual_seed(123)).item()
 
     before = held_out_loss()
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(600):
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
         loss = model.loss(targets[which], conds[which], gen)
         opt.zero_grad()
         loss.backward()
         opt.step()
     after = held_out_loss()
-    assert after < 0.1 * before, (before, after)
-    samples = model.sample(conds[which[:32]], 32, num_inference_steps=10, generator=torch.Generator().manual_seed(0))
+    samples = model.sample(conds[which[:64]], 64, num_inference_steps=10, generator=torch.Generator().manual_seed(seed))
     nearest = torch.cdist(samples.flatten(1), targets.flatten(1)).argmin(dim=1)
-    assert (nearest == which[:32]).float().mean() >= 0.85, nearest
+    return {"loss_ratio": after / before, "own_target": (nearest == which[:64]).float().mean().item()}
+
+
+def test_transformer_diffusion_fits_a_tiny_conditional_problem():
+    """The denoising loss drops and samples land on the target of their own condition: with
+    the condition ignored, half of them would land on the other one."""
+    m = measure_transformer_fit(seed=0)
+    assert m["loss_ratio"] < 0.1, m
+    assert m["own_target"] >= 0.8, m
 
 
 def _actions(agent: BaseAgent, obs: np.ndarray) -> np.ndarray:
