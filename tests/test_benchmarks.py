@@ -72,3 +72,14 @@ def test_horizon(tmp_path, monkeypatch):
     monkeypatch.setattr("benchmarks.horizon.evaluate", must_not_run)
     rerun = _run("horizon", tmp_path)
     assert rerun["rows"] == results["rows"] and rerun["training"] == results["training"]
+
+
+def test_diagnosis(tmp_path):
+    """The Metaworld diagnosis separates the stages: own-seed and other-seed reconstruction, and sampled."""
+    payload = _run("diagnosis", tmp_path)
+    assert set(payload["overall"]) == {"own", "other", "sampled"}
+    for task in ("reach", "handle-press"):
+        cells = payload["per_task"][task]
+        assert all(0 <= cells[k]["success"] <= 1 and cells[k]["n"] >= 1 for k in ("own", "other", "sampled")), cells
+    assert set(payload["training_log"]) == {"vae", "latent-diffusion"}
+    assert (tmp_path / "cache" / "diagnosis").is_dir()  # the trained agent is cached for reruns

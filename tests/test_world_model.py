@@ -182,5 +182,6 @@ WM_STEPS = 600
 
 def test_world_model_agent_learns_the_bimodal_task(bimodal_dataset):
     m = measure_world_model_agent(seed=0, dataset=bimodal_dataset)
-    assert m["success"] - m["random"] >= 0.5, m
-    assert m["left"] >= 0.15 and m["right"] >= 0.15, m  # both behaviours, not one
+    # margins: the worst of 5 training seeds (1 and 2 threads) was 0.90 above random, 0.36 per side (tests/MARGINS.md)
+    assert m["success"] - m["random"] >= 0.7, m
+    assert m["left"] >= 0.2 and m["right"] >= 0.2, m  # both behaviours, not one
