@@ -11,10 +11,10 @@ from lwd_gym.demo import ENV_ID
 
 
 @pytest.fixture
-def lwd(lwd):
+def lwd(trained_lwd):
     """A private copy of the session's trained agent: a test may re-seed it, change its horizon
     or leave plans behind without changing what the next test sees."""
-    return copy.deepcopy(lwd)
+    return copy.deepcopy(trained_lwd)
 
 
 def test_learns_both_modes_of_the_bimodal_task(lwd):
