@@ -3,6 +3,7 @@ naming the problem, and a failure never leaves a trained agent changed."""
 import copy
 import hashlib
 import json
+import re
 
 import gymnasium as gym
 import h5py
@@ -141,7 +142,7 @@ def test_cli_train_checks_outputs_before_training(tiny_datasets, tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "lwd", "lwd/tiny/left-v0", "--quiet", *args])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and __import__("re").search(match, err), err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and re.search(match, err), err
 
 
 def test_cli_eval_json_checked_before_evaluating_and_created_if_missing(trained, tmp_path, capsys):
