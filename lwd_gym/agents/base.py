@@ -388,6 +388,21 @@ class BaseAgent(ABC):
             raise ValueError(f"observation has shape {obs.shape}; expected {shape} or (n_envs, *{shape}) with n_envs >= 1")
         return obs, single
 
+    def _check_normalisable(self, obs: np.ndarray) -> None:
+        """Refuse observations that overflow float32 once normalised by the training data's
+        statistics, before any plan changes.  Checked on the input: what a network makes of an
+        inf input is CPU dependent (vectorised clamps may turn NaN into a bound), so the action
+        check in :meth:`predict` alone cannot catch it everywhere."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            states = self.obs_normalizer.normalize(obs[:, : self.state_space.shape[0]])
+        finite = np.isfinite(states).all(axis=1)
+        if not finite.all():
+            envs = np.flatnonzero(~finite).tolist()
+            raise FloatingPointError(
+                f"observation(s) of environment(s) {envs} overflow float32 once normalised by the training data's statistics "
+                f"(largest raw magnitude {np.abs(obs[~finite]).max():.3g}, far outside the training data); the agent's plans are unchanged"
+            )
+
     def _split_tasks(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Normalised states and task ids (``None`` for a single-task agent) of checked observations."""
         states = self.obs_normalizer.normalize(obs[:, : self.state_space.shape[0]])
@@ -422,6 +437,7 @@ class BaseAgent(ABC):
         if not self.is_trained:
             raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
         obs, single = self._check_observation(observation)
+        self._check_normalisable(obs)
         n = len(obs)
         if episode_start is None:
             starts = None
