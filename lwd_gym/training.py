@@ -143,7 +143,7 @@ def fit(
 
     Visibility: every step's loss, learning rate and loss terms go to ``log`` (a
     :class:`~lwd_gym.train_log.StageWriter`); ``validate()`` (a held-out loss, computed without
-    gradients) runs every ``val_every`` steps (default: 100 times per run) and at the last step.
+    gradients) runs every ``val_every`` steps (default: 50 times per run) and at the last step.
     ``evaluate(module)`` (e.g. a success rate in the env) runs every ``eval_every`` steps and at
     the last step on the weights that act (the EMA copy when there is one); the best-scoring
     weights are kept and restored at the end (Diffusion Policy's top-k by test score, k = 1).
@@ -159,7 +159,7 @@ def fit(
         raise ValueError(f"{desc}: no training rows")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"{desc}: steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
-    val_every = val_every or max(1, steps // 100)
+    val_every = val_every or max(1, steps // 50)
     acting = ema_model if ema_model is not None else model
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

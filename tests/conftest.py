@@ -3,6 +3,27 @@ import os
 
 import pytest
 
+#: Modules that train agents to competence: scheduled first, so the parallel workers' last
+#: minutes are spent on short tests rather than one long training alone.
+LEARNING_MODULES = ("test_baselines.py", "test_lwd_agent.py", "test_world_model.py", "test_task_following.py", "test_transformer_denoiser.py")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, split the cores between the workers: two torch processes with two
+    threads each on two cores thrash.  A thread count set by the user (OMP_NUM_THREADS) wins."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # subprocesses (CLI, torchrun tests) too
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name not in LEARNING_MODULES)  # stable: order kept otherwise
+
 
 @pytest.fixture(autouse=True)
 def minari_dir(tmp_path, monkeypatch):

@@ -30,6 +30,32 @@ def test_a_window_starts_at_every_step_of_long_enough_episodes():
     assert firsts == [[0, t] for t in range(5)] + [[2, t] for t in range(4)]
 
 
+def test_starting_every_keeps_the_windows_where_plans_start():
+    snippets = SnippetDataset(_demos(lengths=(5, 2, 7)), 2, *IDENTITY, pad_before=1)
+    view = snippets.starting_every(3)
+    firsts = view.get_batch(torch.arange(len(view)))["states"][:, 0].tolist()
+    assert firsts == [[0, 0], [0, 3], [1, 0], [2, 0], [2, 3], [2, 6]]  # never a window before its episode
+    assert len(snippets.starting_every(1)) == 5 + 2 + 7 and len(snippets) == 5 + 2 + 7 + 3  # the view leaves the original alone
+    with pytest.raises(ValueError, match="interval"):
+        snippets.starting_every(0)
+
+
+@pytest.mark.parametrize("condition_on, per_episode", [("task", lambda n, h: -(-n // h)), ("obs+task", lambda n, h: n)])
+def test_latent_diffusion_learns_the_latents_plans_start_with(tiny_datasets, monkeypatch, condition_on, per_episode):
+    """Without the state in its condition, the diffusion learns the latents of windows starting at
+    re-plan steps only (0, H_a, 2 H_a, ... of each episode): a plan never starts elsewhere."""
+    from lwd_gym import LWDAgent
+
+    seen = []
+    encode = LWDAgent._encode_snippets
+    monkeypatch.setattr(LWDAgent, "_encode_snippets", lambda self, s: seen.append(len(s)) or encode(self, s))
+    agent = LWDAgent(action_horizon=8, latent_dim=8, latent_length=4, policy_hidden=(8,), hypernet_size="xs", diffusion_size="xs",
+                     condition_on=condition_on, batch_size=4, device="cpu")
+    agent.learn(tiny_datasets, vae_steps=1, diffusion_steps=1, validation_fraction=0, progress_bar=False)
+    lengths = load_demonstrations(tiny_datasets).lengths
+    assert seen[0] == sum(per_episode(int(n), 8) for n in lengths if n >= 8)
+
+
 def test_windows_past_the_end_repeat_the_last_step_and_are_masked():
     snippets = SnippetDataset(_demos(), 3, *IDENTITY)
     batch = snippets.get_batch(torch.tensor([3, 4]))  # episode 0 starting at steps 3 and 4 (of 0..4)

@@ -47,8 +47,9 @@ SelfAgent = TypeVar("SelfAgent", bound="BaseAgent")
 EVAL_SEED = 900_000
 
 
-#: rows of the held-out data a validation loss is computed on (a fixed, evenly spread subset)
-VALIDATION_ROWS = 1024
+#: rows of the held-out data a validation loss is computed on (a fixed, evenly spread subset;
+#: with 1,024 rows and 100 validations the curve cost ~30 % of a small agent's training time)
+VALIDATION_ROWS = 256
 
 
 @dataclass

@@ -164,12 +164,12 @@ class LatentDiffusionAgent(BaseAgent):
             val_data=val_snippets,
             val_loss=lambda b, g: self.vae.posterior_mean_mse(b["states"], b["actions"], b["mask"]),
         )
-        latents, conds = self._encode_snippets(snippets)
+        latents, conds = self._encode_snippets(self._plan_snippets(snippets))
         # Latents scaled to [-1, 1] per dimension, the range the DDPM clips its x0 estimate to;
         # the statistics are kept to map samples back.
         self.latent_normalizer = distributed.broadcast(Normalizer.fit(latents, mode="minmax"))
         data = self._latent_batches(latents, conds)
-        val_data = None if val_snippets is None else self._latent_batches(*self._encode_snippets(val_snippets))
+        val_data = None if val_snippets is None else self._latent_batches(*self._encode_snippets(self._plan_snippets(val_snippets)))
         ema = copy.deepcopy(self.diffusion)
         self._fit(
             "latent-diffusion",
@@ -189,6 +189,18 @@ class LatentDiffusionAgent(BaseAgent):
         self.diffusion = ema  # only the EMA weights are used (and saved) from here on
         self.reset()
         return self
+
+    def _plan_snippets(self, snippets: SnippetDataset) -> SnippetDataset:
+        """The snippets whose latents the diffusion learns: those a plan can start with.
+
+        Conditioned on the state, every window is a plan's possible start (the condition tells
+        them apart).  Without the state (``"task"``, ``"none"``) the diffusion learns a marginal
+        over latents, and a plan starts only at steps ``0, H_a, 2 H_a, ...`` of an episode: a latent
+        of a window starting elsewhere (late in the episode, mostly padding when ``H_a`` is the
+        episode's length) would be a wrong plan.  For such an agent, the ``action_horizon`` it
+        acts with should be the one it was trained with.
+        """
+        return snippets if "obs" in self.condition_on else snippets.starting_every(self.action_horizon)
 
     def _latent_batches(self, latents: torch.Tensor, conds: dict[str, torch.Tensor]) -> TensorBatches:
         """The diffusion stage's rows: scaled latents in the denoiser's layout, with their conditions."""

@@ -73,6 +73,17 @@ class SnippetDataset(Dataset):
     def __len__(self) -> int:
         return len(self.starts)
 
+    def starting_every(self, interval: int) -> SnippetDataset:
+        """A view of the windows that start ``0, interval, 2 * interval, ...`` steps into their
+        episode: where an agent re-planning every ``interval`` steps starts its plans."""
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}")
+        offset = self.starts - self.begins
+        keep = torch.nonzero((offset >= 0) & (offset % interval == 0)).flatten()
+        view = copy.copy(self)
+        view.starts, view.begins, view.ends = self.starts[keep], self.begins[keep], self.ends[keep]
+        return view
+
     def to(self, device: torch.device | str) -> SnippetDataset:
         """A copy whose tensors live on ``device``: batches are then gathered there (pass indices on it too)."""
         moved = copy.copy(self)
