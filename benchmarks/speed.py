@@ -77,15 +77,17 @@ def acting(agents: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _between_plans(agent: Any, obs: np.ndarray, repeats: int, calls: int) -> tuple[float, float]:
     """Median and mean seconds of a ``predict`` call that does not re-plan, each call timed on its
-    own: every group of calls follows an (untimed) plan and stays within the action horizon.
+    own, in SB3's call pattern (``episode_start`` all false): every group of calls follows an (untimed)
+    plan and stays within the action horizon.
     (The mean includes the slower first calls after a plan, e.g. while torch's threads wind down.)"""
     calls = min(calls, agent.action_horizon - 1) if agent.max_action_horizon else calls
+    running = np.zeros(len(obs), bool)  # SB3's evaluate_policy and lwd_gym.evaluate pass episode_start at every step
     times = []
     for group in range(repeats + 1):
         agent.predict(obs, episode_start=np.ones(len(obs), bool))
         for _ in range(calls):
             start = time.perf_counter()
-            agent.predict(obs)
+            agent.predict(obs, episode_start=running)
             if group:  # the first group warms up
                 times.append(time.perf_counter() - start)
     return float(np.median(times)), float(np.mean(times))

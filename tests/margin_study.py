@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 STUDIES = {
+    "demo": ("test_lwd_agent", "measure_demo_agent"),
     "task_following": ("test_task_following", "measure_task_following"),
     "world_model": ("test_world_model", "measure_world_model_agent"),
     "baselines": ("test_baselines", "measure_baselines"),

@@ -118,6 +118,16 @@ def test_episode_start_must_be_boolean(agents, bad):
         agents["mlp"].predict(np.zeros((2, OBS_DIM)), episode_start=bad)
 
 
+@pytest.mark.parametrize("starts", [np.array([1, 0]), np.array([1.0, 0.0]), [True, False], np.array([[True], [False]])])
+def test_episode_start_as_zero_one_numbers_or_a_list_means_the_same_as_booleans(agents, starts):
+    agent = agents["lwd"]
+    obs = np.zeros((2, OBS_DIM))
+    agent.predict(obs, episode_start=np.ones(2, bool))
+    agent.predict(obs, episode_start=np.zeros(2, bool))
+    agent.predict(obs, episode_start=starts)
+    assert agent.last_replanned.tolist() == [True, False]
+
+
 def test_float64_beyond_float32_range_is_named(agents):
     with pytest.raises(ValueError, match="beyond the float32 range"):
         agents["mlp"].predict(np.array([1e300, 0.0]))

@@ -9,6 +9,9 @@ from lwd_gym import LWDAgent, RandomAgent, evaluate
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.demo import ENV_ID
 
+#: success above the random floor asserted for the demo agent; set below the worst training seed (tests/MARGINS.md)
+MARGIN_SUCCESS = 0.8
+
 
 @pytest.fixture
 def lwd(trained_lwd):
@@ -17,12 +20,34 @@ def lwd(trained_lwd):
     return copy.deepcopy(trained_lwd)
 
 
-def test_learns_both_modes_of_the_bimodal_task(lwd):
-    result = evaluate(lwd, ENV_ID, 100, seed=123, n_envs=10, info_keys=("side",), count_flops=False, progress=False)
+def rollout_demo_agent(agent, n_episodes: int = 100) -> dict[str, float]:
+    """Success of ``agent`` on the two-paths task next to the uniform-random floor, and the share
+    of episodes passing the obstacle on each side (one batched, seeded ``evaluate``)."""
+    kwargs = dict(seed=123, n_envs=10, count_flops=False, progress=False)
+    result = evaluate(agent, ENV_ID, n_episodes, info_keys=("side",), **kwargs)
+    floor = evaluate(RandomAgent(agent.observation_space, agent.action_space, device="cpu"), ENV_ID, n_episodes, **kwargs)
     side = np.array([r["side"] for r in result.episodes])
-    success = result.success_rate
-    assert success >= 0.9, f"success {success:.2f}"
-    assert np.mean(side < 0) >= 0.25 and np.mean(side > 0) >= 0.25, f"left {np.mean(side < 0):.2f}, right {np.mean(side > 0):.2f}"
+    return {"success": result.success_rate, "random": floor.success_rate, "left": float(np.mean(side < 0)), "right": float(np.mean(side > 0))}
+
+
+def measure_demo_agent(seed: int, dataset=None) -> dict[str, float]:
+    """Train the demo's LWD (its settings and budget) at training seed ``seed`` and roll it out;
+    ``tests/margin_study.py`` runs this over training seeds and thread counts."""
+    from lwd_gym.demo import DEMO_STEPS, demo_agents
+    from lwd_gym.envs import make_bimodal_dataset
+
+    dataset = dataset if dataset is not None else make_bimodal_dataset(200, seed=0, progress=False)
+    agent = demo_agents(seed=seed, device="cpu")["LWD"].learn(dataset, progress_bar=False, **DEMO_STEPS["LWD"])
+    return rollout_demo_agent(agent)
+
+
+def test_learns_both_modes_of_the_bimodal_task(lwd):
+    """The session's demo agent (``trained_lwd``: ``measure_demo_agent`` at seed 0) succeeds far
+    above the random floor and takes both paths."""
+    m = rollout_demo_agent(lwd)
+    # margins: the worst of 5 training seeds (1 and 2 threads) is in tests/MARGINS.md
+    assert m["success"] - m["random"] >= MARGIN_SUCCESS, m
+    assert m["left"] >= 0.25 and m["right"] >= 0.25, m  # both behaviours, not one
 
 
 def _rollout_actions(agent, seed, steps=40, num_envs=3):

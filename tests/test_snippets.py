@@ -139,3 +139,20 @@ def test_dataloader_batched_fetch_with_workers():
         assert batch["states"].shape[1:] == (3, 2)
         seen += batch["states"][:, 0].tolist()
     assert sorted(seen) == sorted(snippets.get_batch(torch.arange(len(snippets)))["states"][:, 0].tolist())
+
+
+@pytest.mark.parametrize(
+    "mean, std",
+    [([0.0, 1e38], [1e-3, 2.0]), ([5.0, -3.0], [1e-30, 1e30]), ([-2e38, 0.0], [1.0, 1.0])],
+)
+def test_inputs_within_the_finite_bound_normalise_to_finite_values(mean, std):
+    """``finite_bound`` lets predict skip the full overflow check: every input within it must
+    normalise to finite float32, and the bound must be tight enough to let ordinary data through."""
+    norm = Normalizer(np.array(mean, np.float32), np.array(std, np.float32))
+    bound = np.float32(norm.finite_bound)
+    if bound <= 0:  # a mean near float32's limit: no input is cheap to check, none may skip it
+        assert norm.finite_bound <= 0
+        return
+    corners = np.array([[a, b] for a in (-bound, bound) for b in (-bound, bound)], np.float32)
+    assert np.isfinite(norm.normalize(corners)).all()
+    assert norm.finite_bound >= 1e6 or np.abs(norm.mean).max() > 1e30  # ordinary data stays on the fast path

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -49,6 +50,16 @@ class Normalizer:
     def normalize(self, x):
         mean, std = self._stats(x)
         return (x - mean) / std
+
+    @cached_property
+    def finite_bound(self) -> float:
+        """A magnitude up to which every input normalises to finite float32 values:
+        ``|x| <= finite_bound`` gives ``|x - mean| <= f32max / 2 * min(std, 1)``, so neither the
+        subtraction nor the division overflows.  Lets a caller skip the full check on ordinary
+        inputs with one ``abs().max()``; computed once per instance (statistics are not mutated)."""
+        f32max = float(np.finfo(np.float32).max)
+        std = np.minimum(self.std.astype(np.float64), 1.0)
+        return float(np.min(0.5 * f32max * std - np.abs(self.mean.astype(np.float64))))
 
     def unnormalize(self, x):
         mean, std = self._stats(x)
