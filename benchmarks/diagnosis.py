@@ -38,17 +38,17 @@ from lwd_gym.evaluation import wilson_interval
 
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": dict(tasks=("reach", "handle-press"), demos=2, replay=1, episodes=1, latent=16, latent_length=8, width=16, hypernet="xs",
-                 vae_steps=2, diffusion_steps=2, batch=4),  # fmt: skip
+                 vae_windows="plan_starts", diffusion="xs", diffusion_lr=3e-4, vae_steps=2, diffusion_steps=2, batch=4),  # fmt: skip
     "standard": dict(tasks=PAPER_TASKS, demos=50, replay=10, episodes=10, latent=256, latent_length=16, width=256, hypernet="xs",
-                     vae_steps=2000, diffusion_steps=2000, batch=32),  # fmt: skip
+                     vae_windows="plan_starts", diffusion="s", diffusion_lr=3e-4, vae_steps=2000, diffusion_steps=6000, batch=32),  # fmt: skip
 }
 
 
 def agent_params(cfg: dict[str, Any]) -> dict[str, Any]:
     return dict(
         action_horizon=500, snippet_length=500, latent_dim=cfg["latent"], latent_length=cfg["latent_length"],
-        policy_hidden=[cfg["width"], cfg["width"]], hypernet_size=cfg["hypernet"], diffusion_size="xs", condition_on="task",
-        batch_size=cfg["batch"], vae_lr=3e-4, diffusion_lr=1e-4, seed=0,
+        policy_hidden=[cfg["width"], cfg["width"]], hypernet_size=cfg["hypernet"], vae_windows=cfg["vae_windows"],
+        diffusion_size=cfg["diffusion"], condition_on="task", batch_size=cfg["batch"], vae_lr=3e-4, diffusion_lr=cfg["diffusion_lr"], seed=0,
     )  # fmt: skip
 
 

@@ -3,6 +3,7 @@
     python -m benchmarks.metaworld --profile quick                        # both experiments, ~16 CPU minutes (see below)
     python -m benchmarks.metaworld --profile quick --experiment compute   # Fig 6 only (~10 min)
     python -m benchmarks.metaworld --profile quick --experiment hypernet  # Fig 8 only (~6 min after compute, ~7 without)
+    python -m benchmarks.metaworld --profile standard --threads 1 --only DP-xs,MLP   # a part of the competent sweep (hours in all)
     python -m benchmarks.metaworld --profile paper                        # the paper's settings, for a GPU
 
 *compute* (Fig 6) trains, on scripted-expert demonstrations of the LWD paper's ten Metaworld tasks
@@ -45,6 +46,14 @@ Profiles:
   DP.  **Subset**: DP is rolled out at sizes xs and s only (m/l/xl: FLOPs only); the ablation's
   generated policy is 128x128 (paper: 256x256).  Numbers are indicative: the agents are weakly
   trained and 50 episodes per cell give a +-14-point 95 % interval.
+* ``standard``: agents trained to competence on 2 CPU cores (issue #22), 50 demonstrations and 50
+  evaluation episodes per task (Wilson intervals); every agent keeps its learning curves (losses
+  per step, in-training success on 2 episodes per task every 2,000 steps) under
+  ``cache/metaworld/<key>-logs``.  LWD: the recipe of ``benchmarks.diagnosis`` (hypernetwork xs,
+  VAE on whole episodes, UNet s, batch 32); DP: batch 256, lr 3e-4, 10,000 steps; MLP: batch
+  256, lr 1e-3, 5,000 steps.  Hours on this machine: run it in parts with ``--only`` (e.g.
+  ``--only DP-xs,MLP --experiment compute``); every finished agent and cell is cached, and the run
+  without ``--only`` assembles ``metaworld-compute-standard.json``.
 * ``paper``: the paper's settings for a GPU: latent 256, batch 32, lr 3e-4 (VAE) / 1e-4 (diffusion,
   DP), DDPM-100 for LWD and DP, all ten tasks, all sizes, ablation with 256x256 policies; our
   choices where the issue gives none: 100 demonstrations and 50 evaluation episodes per task,
@@ -115,6 +124,17 @@ PROFILES: dict[str, dict[str, Any]] = {
         mlp_widths=(128, 256, 512, 1024), mlp_steps=2000,
         ablation_width=128, ablation_hypernets=HYPERNET_SIZES, ablation_snippets=(500, 50), checkpoint_every=300,
     ),
+    # Trained to competence on 2 CPU cores (issue #22): every agent keeps its learning curves
+    # (training / validation loss per step, success on 2 in-training episodes per task every
+    # `eval_every` steps, seeds apart from the test seeds) under cache/metaworld/<key>-logs.
+    "standard": dict(
+        tasks=PAPER_TASKS, demos=50, episodes=50, copies=10, latent=256, latent_length=16, batch=32, dp_batch=256, mlp_batch=256,
+        vae_lr=3e-4, diffusion_lr=3e-4, dp_lr=3e-4, mlp_lr=1e-3, sampler=("ddim", 10),
+        lwd_widths=(128, 256, 512), hypernet="xs", lwd_unet="s", vae_windows="plan_starts", vae_steps=2000, diffusion_steps=6000,
+        dp_sizes=DP_SIZES, dp_horizons=(32, 128), dp_eval=tuple((s, h) for s in ("xs", "s") for h in (32, 128)), dp_steps=10_000,
+        mlp_widths=(128, 256, 512, 1024), mlp_steps=5000, eval_every=2000, eval_episodes_per_task=2,
+        ablation_width=256, ablation_hypernets=HYPERNET_SIZES, ablation_snippets=(500, 50), checkpoint_every=1000,
+    ),
     "paper": dict(
         tasks=PAPER_TASKS, demos=100, episodes=50, copies=10, latent=256, latent_length=16, batch=32,
         vae_lr=3e-4, diffusion_lr=1e-4, dp_lr=1e-4, mlp_lr=1e-3, sampler=("ddpm", 100),
@@ -131,6 +151,10 @@ SUBSET_NOTES = {
         "CPU subset: DP rolled out at sizes xs and s only (m/l/xl: FLOPs only); ablation with 128x128 generated policies "
         "(paper 256x256); 10 demonstrations / 5 evaluation episodes per task; few gradient steps; DDIM-10 for LWD and DP "
         "(FLOPs also given at DDPM-100); numbers indicative"
+    ),
+    "standard": (
+        "trained to competence on 2 CPU cores: 50 demonstrations and 50 evaluation episodes per task; DP rolled out at sizes "
+        "xs and s (m/l/xl: FLOPs only); DDIM-10 for LWD and DP (FLOPs also at DDPM-100); learning curves in cache/metaworld/*-logs"
     ),
     "paper": "full settings; demonstrations, evaluation episodes and gradient steps per stage are our choices (not given by the issue)",
 }
@@ -169,6 +193,8 @@ def lwd_spec(cfg: dict[str, Any], width: int, hypernet: str, snippet: int, label
         policy_hidden=[width, width], hypernet_size=hypernet, diffusion_size=cfg["lwd_unet"], condition_on=condition,
         scheduler=scheduler, num_inference_steps=steps, batch_size=cfg["batch"], vae_lr=cfg["vae_lr"], diffusion_lr=cfg["diffusion_lr"], seed=0,
     )  # fmt: skip
+    if "vae_windows" in cfg:  # only where a profile sets it: the other profiles' cache keys stay as they were
+        params["vae_windows"] = cfg["vae_windows"]
     info = dict(size=f"{width}x{width}", hypernet=hypernet, horizon=snippet, action_horizon=snippet, condition_on=condition)
     return Spec(label, "LWD", params, dict(vae_steps=cfg["vae_steps"], diffusion_steps=cfg["diffusion_steps"]), info)
 
@@ -181,12 +207,12 @@ def compute_specs(cfg: dict[str, Any]) -> list[tuple[Spec, bool]]:
         for horizon in cfg["dp_horizons"]:
             params = dict(
                 action_horizon=horizon // 2, prediction_horizon=horizon, n_obs_steps=2, size=size, scheduler=scheduler,
-                num_inference_steps=steps, batch_size=cfg["batch"], lr=cfg["dp_lr"], seed=0,
+                num_inference_steps=steps, batch_size=cfg.get("dp_batch", cfg["batch"]), lr=cfg["dp_lr"], seed=0,
             )  # fmt: skip
             info = dict(size=size, horizon=horizon, action_horizon=horizon // 2)
             specs.append((Spec(f"DP-{size} H{horizon}", "DP", params, dict(steps=cfg["dp_steps"]), info), (size, horizon) in cfg["dp_eval"]))
     for w in cfg["mlp_widths"]:
-        params = dict(hidden=[w, w], batch_size=cfg["batch"], lr=cfg["mlp_lr"], seed=0)
+        params = dict(hidden=[w, w], batch_size=cfg.get("mlp_batch", cfg["batch"]), lr=cfg["mlp_lr"], seed=0)
         specs.append((Spec(f"MLP-{w}", "MLP", params, dict(steps=cfg["mlp_steps"]), dict(size=f"{w}x{w}", horizon=1, action_horizon=1)), True))
     return specs
 
@@ -232,7 +258,16 @@ def trained(spec: Spec, datasets: list[Any], cache: Path, key: str, device: str,
     if ckpt.exists():
         return BaseAgent.load(ckpt, device=device)
     state = cache / f"{key}-state"
-    agent = spec.build(device).learn(datasets, checkpoint_dir=state, checkpoint_every=cfg["checkpoint_every"], progress_bar=progress, **spec.train)
+    options: dict[str, Any] = {}
+    if "eval_every" in cfg:  # learning curves: losses per step, and success while training (seeds apart from the test's)
+        envs = EvalEnvs(cfg["tasks"], 1)
+        options = dict(log_dir=cache / f"{key}-logs", eval_env=envs.get(), eval_every=cfg["eval_every"],
+                       n_eval_episodes=cfg["eval_episodes_per_task"] * len(cfg["tasks"]))  # fmt: skip
+    try:
+        agent = spec.build(device).learn(datasets, checkpoint_dir=state, checkpoint_every=cfg["checkpoint_every"], progress_bar=progress, **spec.train, **options)
+    finally:
+        if options:
+            envs.close()
     agent.save(ckpt)
     shutil.rmtree(state, ignore_errors=True)  # only needed to resume an unfinished training
     return agent
@@ -353,6 +388,10 @@ class Runner:
         self.envs = EvalEnvs(self.cfg["tasks"], self.cfg["copies"])
         self.flops_steps = [self.cfg["sampler"][1], 100]  # the evaluated sampler's step count, and DDPM-100's
 
+    def result_name(self, experiment: str) -> str:
+        """File name (no suffix) of an experiment's results: the quick profile's keep their historic names."""
+        return experiment if self.profile in ("quick", "tiny") else f"{experiment}-{self.profile}"
+
     def agent(self, spec: Spec) -> BaseAgent:
         start = time.perf_counter()
         agent = trained(spec, self.datasets, self.cache, spec.key(self.data_ids), self.device, self.cfg, self.progress)
@@ -433,16 +472,25 @@ def flops_ratio(rows: list[dict[str, Any]], tolerance: float = TOLERANCE) -> dic
     return out
 
 
-def run_compute(runner: Runner, out: str) -> dict[str, Any]:
+def selected(specs: Sequence[Any], only: Sequence[str] | None, label: Callable[[Any], str]) -> list[Any]:
+    """The specs whose label starts with one of ``only`` (all of them without ``only``)."""
+    return list(specs) if not only else [s for s in specs if any(label(s).startswith(o) for o in only)]
+
+
+def run_compute(runner: Runner, out: str, only: Sequence[str] | None = None) -> dict[str, Any]:
     runner.timings = runner.timings[:1]  # the demonstrations', then this experiment's
-    rows = [runner.cell(spec, rollout) for spec, rollout in compute_specs(runner.cfg)]
+    specs = selected(compute_specs(runner.cfg), only, lambda s: s[0].label)
+    rows = [runner.cell(spec, rollout) for spec, rollout in specs]
+    if only:  # a part of the sweep: its cells are cached; the full run assembles the results
+        print(common.format_table(rows, [("agent", "label", "{}"), ("success", "success_rate", "{:.1%}"), ("GFLOPs/step", "gflops_per_step", "{:.4g}")]))
+        return {"rows": rows}
     ratio = flops_ratio(rows)
     ref = next((r for r in rows if ratio and r["label"] == ratio["lwd"]), None)
     for r in rows:  # FLOPs relative to the LWD the ratio refers to
         r["x_lwd_flops"] = r["gflops_per_step"] / ref["gflops_per_step"] if ref else None
     results = {**runner.header("metaworld-compute"), "tolerance": TOLERANCE, "rows": rows, "ratio": ratio, "timings": runner.timings}
-    json_path = common.write_json(out, "metaworld-compute", results)
-    png_path = plot_compute(results, out)
+    json_path = common.write_json(out, runner.result_name("metaworld-compute"), results)
+    png_path = plot_compute(results, out, runner.result_name("metaworld-compute"))
     print(f"\nMetaworld ({len(results['tasks'])} tasks, {results['eval']['episodes_per_task']} episode(s) per task): success vs GFLOPs/step ({runner.profile})\n")
     print(common.format_table(rows, [
         ("agent", "label", "{}"), ("H_a", "horizon", "{}"), ("re-plan every", "action_horizon", "{}"), ("sampler", "sampler", "{}"),
@@ -463,12 +511,16 @@ def run_compute(runner: Runner, out: str) -> dict[str, Any]:
     return results
 
 
-def run_hypernet(runner: Runner, out: str) -> dict[str, Any]:
+def run_hypernet(runner: Runner, out: str, only: Sequence[str] | None = None) -> dict[str, Any]:
     runner.timings = runner.timings[:1]
-    rows = [{**runner.cell(spec, True), **runner.reconstruction(spec), "snippet_length": spec.params["snippet_length"]} for spec in hypernet_specs(runner.cfg)]
+    specs = selected(hypernet_specs(runner.cfg), only, lambda s: s.label)
+    rows = [{**runner.cell(spec, True), **runner.reconstruction(spec), "snippet_length": spec.params["snippet_length"]} for spec in specs]
+    if only:
+        print(common.format_table(rows, [("agent", "label", "{}"), ("success", "success_rate", "{:.1%}"), ("VAE BC-MSE", "vae_bc_mse", "{:.4f}")]))
+        return {"rows": rows}
     results = {**runner.header("metaworld-hypernet"), "rows": rows, "timings": runner.timings}
-    json_path = common.write_json(out, "metaworld-hypernet", results)
-    png_path = plot_hypernet(results, out)
+    json_path = common.write_json(out, runner.result_name("metaworld-hypernet"), results)
+    png_path = plot_hypernet(results, out, runner.result_name("metaworld-hypernet"))
     print(f"\nMetaworld hypernetwork-size ablation ({runner.profile}): LWD with {rows[0]['size']} generated policies\n")
     print(common.format_table(rows, [
         ("hypernet", "hypernet", "{}"), ("params", "hypernet_params", "{:,}"), ("snippet = H_a", "snippet_length", "{}"),
@@ -489,7 +541,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_compute(results: dict[str, Any], out: str) -> Path:
+def plot_compute(results: dict[str, Any], out: str, name: str = "metaworld-compute") -> Path:
     plt = _pyplot()
     rows = results["rows"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
@@ -523,10 +575,10 @@ def plot_compute(results: dict[str, Any], out: str) -> Path:
     ax2.set(xscale="log", xlabel="GFLOPs per env step (log)", title="FLOPs of every configuration")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    return common.save_figure(fig, out, "metaworld-compute")
+    return common.save_figure(fig, out, name)
 
 
-def plot_hypernet(results: dict[str, Any], out: str) -> Path:
+def plot_hypernet(results: dict[str, Any], out: str, name: str = "metaworld-hypernet") -> Path:
     plt = _pyplot()
     rows = results["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -541,13 +593,15 @@ def plot_hypernet(results: dict[str, Any], out: str) -> Path:
     axes[1].set(xscale="log", yscale="log", xlabel="hypernetwork parameters (log)", ylabel="VAE BC-MSE (normalised actions)", title="reconstruction")
     axes[0].legend()
     fig.tight_layout()
-    return common.save_figure(fig, out, "metaworld-hypernet")
+    return common.save_figure(fig, out, name)
 
 
 # ---------------------------------------------------------------------------- entry point
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = common.parser(__doc__.splitlines()[0])
+    p = common.parser(__doc__.splitlines()[0], profiles=tuple(PROFILES))
     p.add_argument("--experiment", choices=("all", "compute", "hypernet"), default="all", help="compute: Fig 6; hypernet: Fig 8")
+    p.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], default=None,
+                   help="run only the agents whose label starts with one of these (comma-separated, e.g. 'DP-xs,MLP'): a sweep in parts")  # fmt: skip
     args = p.parse_args(argv)
     common.setup(args)
     device = str(get_device(args.device))
@@ -555,9 +609,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     try:
         if args.experiment in ("all", "compute"):
-            results["compute"] = run_compute(runner, args.out)
+            results["compute"] = run_compute(runner, args.out, args.only)
         if args.experiment in ("all", "hypernet"):
-            results["hypernet"] = run_hypernet(runner, args.out)
+            results["hypernet"] = run_hypernet(runner, args.out, args.only)
     finally:
         runner.envs.close()
     return results

@@ -46,10 +46,18 @@ def test_latents_paper_agent_trains(tiny_datasets) -> None:
     _learn_one_step(latents.make_agent(latents.PROFILES["paper"], "cpu"), tiny_datasets[0])
 
 
-def test_metaworld_paper_specs_build() -> None:
-    cfg = metaworld.PROFILES["paper"]
+@pytest.mark.parametrize("profile", ["standard", "paper"])
+def test_metaworld_specs_build(profile) -> None:
+    cfg = metaworld.PROFILES[profile]
     specs = [spec for spec, _ in metaworld.compute_specs(cfg)] + metaworld.hypernet_specs(cfg)
     assert len({spec.label for spec in specs}) == len(specs)
     for spec in specs:
         agent = spec.build("cpu")
         assert type(agent).__name__.startswith(spec.family)
+
+
+def test_metaworld_only_runs_the_named_part_of_the_sweep() -> None:
+    specs = metaworld.compute_specs(metaworld.PROFILES["standard"])
+    part = metaworld.selected(specs, ["DP-xs", "MLP"], lambda s: s[0].label)
+    assert {s.label for s, _ in part} == {"DP-xs H32", "DP-xs H128", "MLP-128", "MLP-256", "MLP-512", "MLP-1024"}
+    assert metaworld.selected(specs, None, lambda s: s[0].label) == specs

@@ -56,6 +56,24 @@ def test_latent_diffusion_learns_the_latents_plans_start_with(tiny_datasets, mon
     assert seen[0] == sum(per_episode(int(n), 8) for n in lengths if n >= 8)
 
 
+@pytest.mark.parametrize("vae_windows, per_episode", [("all", lambda n, h: n), ("plan_starts", lambda n, h: -(-n // h))])
+def test_the_vae_trains_on_the_windows_vae_windows_names(tiny_datasets, vae_windows, per_episode):
+    """``vae_windows="plan_starts"`` trains the VAE on the windows where plans start only (whole
+    episodes with one policy per episode); ``"all"`` on a window at every step."""
+    from lwd_gym import LWDAgent
+
+    agent = LWDAgent(action_horizon=8, latent_dim=8, latent_length=4, policy_hidden=(8,), hypernet_size="xs", diffusion_size="xs",
+                     vae_windows=vae_windows, device="cpu")  # fmt: skip
+    agent.learn(tiny_datasets, vae_steps=1, diffusion_steps=1, validation_fraction=0, progress_bar=False)
+    demos = load_demonstrations(tiny_datasets)
+    snippets = agent._vae_snippets(demos)
+    assert len(snippets) == sum(per_episode(int(n), 8) for n in demos.lengths if n >= 8)
+    assert set(((snippets.starts - snippets.begins) % (8 if vae_windows == "plan_starts" else 1)).tolist()) == {0}
+    assert LWDAgent(vae_windows=vae_windows, device="cpu")._config()["vae_windows"] == vae_windows
+    with pytest.raises(ValueError, match="vae_windows must be one of"):
+        LWDAgent(vae_windows="every", device="cpu")
+
+
 def test_windows_past_the_end_repeat_the_last_step_and_are_masked():
     snippets = SnippetDataset(_demos(), 3, *IDENTITY)
     batch = snippets.get_batch(torch.tensor([3, 4]))  # episode 0 starting at steps 3 and 4 (of 0..4)

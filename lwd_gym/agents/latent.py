@@ -27,6 +27,8 @@ from lwd_gym.validation import denoiser as check_denoiser
 from lwd_gym.validation import sampler as check_sampler
 
 CONDITIONS = ("obs", "task", "obs+task", "none")
+#: which windows the VAE trains on (``vae_windows``): one starting at every step, or only those where plans start
+VAE_WINDOWS = ("all", "plan_starts")
 
 
 #: Snippets per encoder call when encoding many at once: bounds the activations' memory.
@@ -62,8 +64,10 @@ class LatentDiffusionAgent(BaseAgent):
         seed: int,
         pad_short_episodes: bool = False,
         denoiser: str = "unet",
+        vae_windows: str = "all",
     ) -> None:
         choice("condition_on", condition_on, CONDITIONS)
+        self.vae_windows = choice("vae_windows", vae_windows, VAE_WINDOWS)
         self.latent_dim, self.latent_length = positive_int("latent_dim", latent_dim), positive_int("latent_length", latent_length)
         if latent_dim % latent_length:
             raise ValueError(f"latent_dim={latent_dim} must be divisible by latent_length={latent_length}")
@@ -92,6 +96,7 @@ class LatentDiffusionAgent(BaseAgent):
             **super()._config(),
             "snippet_length": self.snippet_length,
             "pad_short_episodes": self.pad_short_episodes,
+            "vae_windows": self.vae_windows,
             "latent_dim": self.latent_dim,
             "latent_length": self.latent_length,
             "kl_coef": self.kl_coef,
@@ -147,11 +152,8 @@ class LatentDiffusionAgent(BaseAgent):
         :param options: the run options of :meth:`BaseAgent.learn` (checkpoints, logs, validation, evaluation).
         """
         demos = self._prepare(dataset, **options)
-        make_snippets = lambda d: SnippetDataset(  # noqa: E731
-            d, self.snippet_length, self.obs_normalizer, self.action_normalizer, pad_short_episodes=self.pad_short_episodes
-        )
-        snippets = make_snippets(demos)
-        val_snippets = self._validation_snippets(make_snippets)
+        snippets = self._vae_snippets(demos)
+        val_snippets = self._validation_snippets(self._vae_snippets)
         self._fit(
             "vae",
             self.vae,
@@ -189,6 +191,11 @@ class LatentDiffusionAgent(BaseAgent):
         self.diffusion = ema  # only the EMA weights are used (and saved) from here on
         self.reset()
         return self
+
+    def _vae_snippets(self, demos: Any) -> SnippetDataset:
+        """The VAE's training windows of (normalised) demonstrations, as ``vae_windows`` says."""
+        every = SnippetDataset(demos, self.snippet_length, self.obs_normalizer, self.action_normalizer, pad_short_episodes=self.pad_short_episodes)
+        return every if self.vae_windows == "all" else every.starting_every(self.action_horizon)
 
     def _plan_snippets(self, snippets: SnippetDataset) -> SnippetDataset:
         """The snippets whose latents the diffusion learns: those a plan can start with.

@@ -26,6 +26,9 @@ class LDPAgent(ChunkActing, LatentDiffusionAgent):
     :param snippet_length: steps per snippet and per decoded chunk (default ``action_horizon``).
     :param pad_short_episodes: train on demonstrations shorter than a snippet too, end-padded
         with their last step and masked out of the loss (default: they are skipped).
+    :param vae_windows: the snippets the VAE trains on: ``"all"`` (a window starting at every
+        step) or ``"plan_starts"`` (only windows starting where plans start, steps ``0, H_a, 2 H_a,
+        ...``: with one policy per episode, whole episodes, as the paper encodes Metaworld's).
     :param decoder_hidden: hidden widths of the MLP decoder ``z -> chunk``.
 
     The other parameters are :class:`~lwd_gym.agents.LWDAgent`'s.
@@ -36,6 +39,7 @@ class LDPAgent(ChunkActing, LatentDiffusionAgent):
         action_horizon: int = 8,
         snippet_length: int | None = None,
         pad_short_episodes: bool = False,
+        vae_windows: str = "all",
         latent_dim: int = 256,
         latent_length: int = 16,
         decoder_hidden: Sequence[int] = (256, 256),
@@ -57,7 +61,7 @@ class LDPAgent(ChunkActing, LatentDiffusionAgent):
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
-            pad_short_episodes, denoiser,
+            pad_short_episodes, denoiser, vae_windows,
         )  # fmt: skip
         self.decoder_hidden = decoder_hidden
         self._plans = ActionChunks()

@@ -36,6 +36,9 @@ class LWDAgent(LatentDiffusionAgent):
     :param snippet_length: ``H``, steps per VAE training snippet; defaults to ``action_horizon``.
     :param pad_short_episodes: train on demonstrations shorter than a snippet too, end-padded
         with their last step and masked out of the loss (default: they are skipped).
+    :param vae_windows: the snippets the VAE trains on: ``"all"`` (a window starting at every
+        step) or ``"plan_starts"`` (only windows starting where plans start, steps ``0, H_a, 2 H_a,
+        ...``: with one policy per episode, whole episodes, as the paper encodes Metaworld's).
     :param latent_dim: size of the policy latent ``z``.
     :param latent_length: the latent is laid out as ``[latent_dim // latent_length, latent_length]``
         for the denoiser (``latent_length`` positions, or transformer tokens, of that many channels).
@@ -72,6 +75,7 @@ class LWDAgent(LatentDiffusionAgent):
         action_horizon: int = 32,
         snippet_length: int | None = None,
         pad_short_episodes: bool = False,
+        vae_windows: str = "all",
         latent_dim: int = 256,
         latent_length: int = 16,
         policy_hidden: Sequence[int] = (256, 256),
@@ -108,7 +112,7 @@ class LWDAgent(LatentDiffusionAgent):
         super().__init__(
             action_horizon, snippet_length, latent_dim, latent_length, kl_coef, diffusion_size, condition_on,
             num_inference_steps, scheduler, batch_size, vae_lr, diffusion_lr, vae_epochs, diffusion_epochs, device, seed,
-            pad_short_episodes, denoiser,
+            pad_short_episodes, denoiser, vae_windows,
         )  # fmt: skip
         self.policy_hidden = policy_hidden
         self.hypernet_size = hypernet_size
