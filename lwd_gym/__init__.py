@@ -2,7 +2,7 @@
 
 Importing the package registers the built-in environment ``lwd_gym/Bimodal-v0``.
 """
-__version__ = "0.1.0"
+from lwd_gym._version import __version__  # noqa: F401
 
 from lwd_gym import envs  # noqa: E402,F401  (registers the Gymnasium environments)
 from lwd_gym.agents import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent  # noqa: E402

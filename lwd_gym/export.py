@@ -77,30 +77,16 @@ def export_policy(
     draws fresh noise.  ``.npz`` is appended to ``path`` if missing; returns the path written.
     ``write_runner`` also writes :data:`RUNNER_SOURCE` as ``numpy_policy.py`` beside it.
     """
-    import torch
-
-    from lwd_gym.agents.lwd import LWDAgent
-
-    if not isinstance(agent, LWDAgent):
+    sample = getattr(agent, "sample_policy_layers", None)  # duck-typed: this module never imports the agents
+    if sample is None:
         raise TypeError(f"export_policy needs an LWDAgent, got {type(agent).__name__}")
-    if not agent.is_trained:
-        raise ValueError("export_policy needs a trained agent: call learn() or load() first")
     obs = np.asarray(observation)
-    if obs.dtype.kind not in "biuf" or obs.shape != agent.observation_space.shape:
-        raise ValueError(f"observation must be one numeric observation of shape {agent.observation_space.shape}, got {obs.dtype} {obs.shape}")
-    if not np.isfinite(obs).all():
-        raise ValueError("observation contains NaN or inf")
-    probe = agent.acting_copy()  # shares the networks, owns its plans and noise
-    probe._rng.seed()  # only feeds stochastic sampling without `seed`
-    if seed is not None:
-        probe.seed_envs([0], [seed], num_envs=1)
-    probe.predict(obs[None], episode_start=np.array([True]), deterministic=deterministic)
-    layers = agent.vae.policy.layers(probe._weights[:1])
+    layers = sample(obs, deterministic=deterministic, seed=seed)
     state_dim = agent.state_space.shape[0]
     f32 = lambda x: np.asarray(x, dtype=np.float32)  # noqa: E731
     arrays: dict[str, np.ndarray] = {}
-    for i, (w, b) in enumerate(layers):  # one policy: drop the batch axis
-        arrays[f"W{i}"], arrays[f"b{i}"] = f32(w[0].cpu()), f32(b[0].cpu())
+    for i, (w, b) in enumerate(layers):
+        arrays[f"W{i}"], arrays[f"b{i}"] = f32(w), f32(b)
     arrays |= {
         "obs_mean": f32(agent.obs_normalizer.mean), "obs_std": f32(agent.obs_normalizer.std),
         "act_mean": f32(agent.action_normalizer.mean), "act_std": f32(agent.action_normalizer.std),

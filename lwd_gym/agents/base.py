@@ -29,8 +29,8 @@ import torch
 from minari.serialization import deserialize_space, serialize_space
 from torch import nn
 
-import lwd_gym
 from lwd_gym import distributed
+from lwd_gym._version import __version__
 from lwd_gym.checkpoint import load_checkpoint, save_checkpoint
 from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
@@ -593,7 +593,7 @@ class BaseAgent(ABC):
             return
         meta = {
             "agent": type(self).__name__,
-            "lwd_gym_version": lwd_gym.__version__,
+            "lwd_gym_version": __version__,
             "config": self._config(),
             "state_space": serialize_space(self.state_space),
             "action_space": serialize_space(self.action_space),

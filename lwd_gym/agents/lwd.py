@@ -162,6 +162,26 @@ class LWDAgent(LatentDiffusionAgent):
         """Sample generated-policy weights ``[n, n_params]`` for normalised ``states [n, state_dim]``."""
         return self.vae.decoder(self.sample_latents(states, tasks, deterministic, env_ids))
 
+    def sample_policy_layers(self, observation: np.ndarray, *, deterministic: bool = True, seed: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The generated policy ``predict(observation, episode_start=[True], deterministic=...)``
+        would follow in environment 0 (after ``seed_envs([0], [seed], num_envs=1)`` when ``seed``
+        is given), as ``[(W [out, in], b [out]), ...]`` on normalised states and actions.  This
+        agent's own plans and noise are untouched; stochastic sampling without ``seed`` draws
+        fresh noise."""
+        if not self.is_trained:
+            raise ValueError("sampling a policy needs a trained agent: call learn() or load() first")
+        obs = np.asarray(observation)
+        if obs.dtype.kind not in "biuf" or obs.shape != self.observation_space.shape:
+            raise ValueError(f"observation must be one numeric observation of shape {self.observation_space.shape}, got {obs.dtype} {obs.shape}")
+        if not np.isfinite(obs).all():
+            raise ValueError("observation contains NaN or inf")
+        probe = self.acting_copy()  # shares the networks, owns its plans and noise
+        probe._rng.seed()  # only feeds stochastic sampling without `seed`
+        if seed is not None:
+            probe.seed_envs([0], [seed], num_envs=1)
+        probe.predict(obs[None], episode_start=np.array([True]), deterministic=deterministic)
+        return [(w[0].cpu().numpy(), b[0].cpu().numpy()) for w, b in self.vae.policy.layers(probe._weights[:1])]
+
     def export_policy(self, path: str | os.PathLike, observation: np.ndarray, *, deterministic: bool = True, seed: int | None = None, write_runner: bool = False) -> Path:
         """Sample one policy for ``observation`` and write it as a torch-free ``.npz`` (+ optional
         numpy runner); see :func:`lwd_gym.export.export_policy`."""

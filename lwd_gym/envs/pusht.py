@@ -141,7 +141,7 @@ def _keypoint_errors(poses: np.ndarray, goal_pose: np.ndarray) -> np.ndarray:
     return np.linalg.norm(world - goal, axis=-1).mean(axis=1)
 
 
-def _distance_to_t(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
+def distance_to_t(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
     """Distance of each point (P, 2) to the T given as its two world rectangles (2, 4, 2); 0 inside."""
     a = rects
     ab = np.roll(rects, -1, axis=1) - a  # edges (2, 4, 2)
@@ -159,7 +159,7 @@ def _segment_points(a: np.ndarray, b: np.ndarray, spacing: float = 2.0) -> np.nd
 
 
 def _segment_clear(a: np.ndarray, b: np.ndarray, rects: np.ndarray, clearance: float) -> bool:
-    return bool(_distance_to_t(_segment_points(a, b), rects).min() >= clearance)
+    return bool(distance_to_t(_segment_points(a, b), rects).min() >= clearance)
 
 
 def _convex_hull(points: np.ndarray) -> np.ndarray:
@@ -439,7 +439,7 @@ class PushTExpert:
         if np.any(targets < 0.0) or np.any(targets > 512.0):
             return False
         path, _ = self._model.substep_path(pos, vel, targets)
-        return bool(_distance_to_t(path, rects).min() >= AGENT_RADIUS + min(1.5, self.gap / 2))
+        return bool(distance_to_t(path, rects).min() >= AGENT_RADIUS + min(1.5, self.gap / 2))
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -515,7 +515,7 @@ class PushTExpert:
             start = starts[k]
             if np.any(start < 1.0) or np.any(start > 511.0):
                 continue
-            if _distance_to_t(start[None], rects)[0] < AGENT_RADIUS + self.gap - 0.5:
+            if distance_to_t(start[None], rects)[0] < AGENT_RADIUS + self.gap - 0.5:
                 continue  # the start overlaps another part of the T (can only happen by jitter)
             for alpha in self.directions:
                 direction = -normals[k] @ _rotation(alpha).T
@@ -577,7 +577,7 @@ class PushTExpert:
         """Unit vector pointing away from the T at ``point`` (the distance's gradient)."""
         eps = 0.5
         probes = point + np.array([[eps, 0.0], [-eps, 0.0], [0.0, eps], [0.0, -eps]])
-        d = _distance_to_t(probes, rects)
+        d = distance_to_t(probes, rects)
         grad = np.array([d[0] - d[1], d[2] - d[3]])
         norm = float(np.linalg.norm(grad))
         return grad / norm if norm > 1e-9 else np.array([1.0, 0.0])

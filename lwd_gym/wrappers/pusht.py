@@ -9,7 +9,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from lwd_gym.envs.pusht import _distance_to_t
+from lwd_gym.envs.pusht import distance_to_t
 
 #: gym-pusht's walls are segments at 5 and 506 px with radius 2: the free interior is [7, 504]^2.
 WORKSPACE = 512.0
@@ -136,7 +136,7 @@ class PushTPerturbation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             corners = local @ rot.T + origin
             if corners.min() < self.margin or corners.max() > WORKSPACE - self.margin:
                 continue
-            if _distance_to_t(np.array([agent.position]), corners)[0] < agent_radius + 1.0:
+            if distance_to_t(np.array([agent.position]), corners)[0] < agent_radius + 1.0:
                 continue  # dropping the block onto the agent would make pymunk shove it away
             block.angle = angle  # angle first: pymunk rotates about the centre of gravity
             block.position = (float(origin[0]), float(origin[1]))
