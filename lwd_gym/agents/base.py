@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -358,7 +359,9 @@ class BaseAgent(ABC):
             return [torch.Generator(self.device).manual_seed(self._env_seeds[int(i)]) for i in env_ids]
         return [self._env_rngs[int(i)] for i in env_ids]
 
-    def _check_observation(self, observation: Any) -> tuple[np.ndarray, bool]:
+    def _check_observation(self, observation: Any) -> tuple[np.ndarray, bool, float]:
+        """``(observations [n, *shape] float32, whether one was given, largest magnitude)`` of a
+        valid input; a clear ``ValueError`` otherwise."""
         shape = self.observation_space.shape
         if isinstance(observation, dict):
             raise ValueError(
@@ -376,7 +379,9 @@ class BaseAgent(ABC):
                 obs = raw.astype(np.float32)
         else:
             obs = raw
-        if not np.isfinite(obs).all():
+        # One abs-max serves the finiteness check here and the normalisation check after (NaN propagates).
+        peak = float(np.abs(obs).max()) if obs.size else 0.0
+        if not math.isfinite(peak):
             if np.isfinite(raw).all():
                 raise ValueError(f"observation has values beyond the float32 range (largest magnitude {np.abs(raw).max():.3g})")
             bad = np.argwhere(~np.isfinite(raw))[0]
@@ -387,18 +392,18 @@ class BaseAgent(ABC):
             single = False
         else:
             raise ValueError(f"observation has shape {obs.shape}; expected {shape} or (n_envs, *{shape}) with n_envs >= 1")
-        return obs, single
+        return obs, single, peak
 
-    def _check_normalisable(self, obs: np.ndarray) -> None:
+    def _check_normalisable(self, obs: np.ndarray, peak: float) -> None:
         """Refuse observations that overflow float32 once normalised by the training data's
         statistics, before any plan changes.  Checked on the input: what a network makes of an
         inf input is CPU dependent (vectorised clamps may turn NaN into a bound), so the action
-        check in :meth:`predict` alone cannot catch it everywhere."""
-        raw = obs[:, : self.state_space.shape[0]]
-        if np.abs(raw).max() <= self.obs_normalizer.finite_bound:
-            return  # the common case, cheap enough for the fast path
+        check in :meth:`predict` alone cannot catch it everywhere.  ``peak``: the largest magnitude
+        in ``obs``; within the normaliser's finite bound (the common case) nothing else is done."""
+        if peak <= self.obs_normalizer.finite_bound:
+            return
         with np.errstate(over="ignore", invalid="ignore"):
-            states = self.obs_normalizer.normalize(raw)
+            states = self.obs_normalizer.normalize(obs[:, : self.state_space.shape[0]])
         finite = np.isfinite(states).all(axis=1)
         if not finite.all():
             envs = np.flatnonzero(~finite).tolist()
@@ -440,8 +445,8 @@ class BaseAgent(ABC):
         """
         if not self.is_trained:
             raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
-        obs, single = self._check_observation(observation)
-        self._check_normalisable(obs)
+        obs, single, peak = self._check_observation(observation)
+        self._check_normalisable(obs, peak)
         n = len(obs)
         if episode_start is None:
             starts = None
