@@ -1,11 +1,13 @@
 """Metaworld-10 diagnosis of LWD with one policy per episode: which stage fails?
 
-    python -m benchmarks.diagnosis --profile standard --threads 1     # ~30 CPU minutes, resumable
+    python -m benchmarks.diagnosis --profile standard --threads 1     # ~50 CPU minutes, resumable
     python -m benchmarks.diagnosis --profile tiny                      # smoke test (seconds)
 
 The issue's setting (H_a = snippet = 500, ``condition_on="task"``, hypernetwork xs, generated
 256x256 MLP, 2,000 VAE + 2,000 diffusion steps at batch 32, 50 scripted demonstrations per task)
-reached 31 % success where a BC MLP reached 99 %.  Three rollouts separate the stages:
+reached 31 % success where a BC MLP reached 99 %.  The standard profile now trains the VAE on
+whole episodes (``vae_windows="plan_starts"``) and the latent diffusion with UNet s at lr 3e-4
+for 6,000 steps (benchmarks/README.md has both runs).  Three rollouts separate the stages:
 
 * **own seed** (:func:`lwd_gym.reconstruction_rollout`): the policy decoded from a demonstration's
   posterior mean, from that demonstration's reset seed.  Low: the VAE does not reproduce its

@@ -193,8 +193,8 @@ def lwd_spec(cfg: dict[str, Any], width: int, hypernet: str, snippet: int, label
         policy_hidden=[width, width], hypernet_size=hypernet, diffusion_size=cfg["lwd_unet"], condition_on=condition,
         scheduler=scheduler, num_inference_steps=steps, batch_size=cfg["batch"], vae_lr=cfg["vae_lr"], diffusion_lr=cfg["diffusion_lr"], seed=0,
     )  # fmt: skip
-    if "vae_windows" in cfg:  # only where a profile sets it: the other profiles' cache keys stay as they were
-        params["vae_windows"] = cfg["vae_windows"]
+    if "vae_windows" in cfg and snippet >= 500:  # whole episodes for one policy per episode (benchmarks.diagnosis);
+        params["vae_windows"] = cfg["vae_windows"]  # only where a profile sets it, so the others' cache keys stay
     info = dict(size=f"{width}x{width}", hypernet=hypernet, horizon=snippet, action_horizon=snippet, condition_on=condition)
     return Spec(label, "LWD", params, dict(vae_steps=cfg["vae_steps"], diffusion_steps=cfg["diffusion_steps"]), info)
 
@@ -541,7 +541,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_compute(results: dict[str, Any], out: str, name: str = "metaworld-compute") -> Path:
+def plot_compute(results: dict[str, Any], out: str, filename: str = "metaworld-compute") -> Path:
     plt = _pyplot()
     rows = results["rows"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
@@ -575,10 +575,10 @@ def plot_compute(results: dict[str, Any], out: str, name: str = "metaworld-compu
     ax2.set(xscale="log", xlabel="GFLOPs per env step (log)", title="FLOPs of every configuration")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    return common.save_figure(fig, out, name)
+    return common.save_figure(fig, out, filename)
 
 
-def plot_hypernet(results: dict[str, Any], out: str, name: str = "metaworld-hypernet") -> Path:
+def plot_hypernet(results: dict[str, Any], out: str, filename: str = "metaworld-hypernet") -> Path:
     plt = _pyplot()
     rows = results["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -593,7 +593,7 @@ def plot_hypernet(results: dict[str, Any], out: str, name: str = "metaworld-hype
     axes[1].set(xscale="log", yscale="log", xlabel="hypernetwork parameters (log)", ylabel="VAE BC-MSE (normalised actions)", title="reconstruction")
     axes[0].legend()
     fig.tight_layout()
-    return common.save_figure(fig, out, name)
+    return common.save_figure(fig, out, filename)
 
 
 # ---------------------------------------------------------------------------- entry point
