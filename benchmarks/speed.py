@@ -1,6 +1,6 @@
 """Speed: acting latency, diffusion-query latency per sampler, VAE training throughput, FLOPs/step.
 
-    python -m benchmarks.speed --profile quick      # ~5 CPU minutes
+    python -m benchmarks.speed --profile quick      # ~5 CPU minutes on a fast host, ~20 on a slow one
     python -m benchmarks.speed --profile paper      # more repeats, GPU numbers when CUDA is present
 
 Agents have Metaworld's sizes (39-d state, 4-d action; LWD's generated policy 39->256->256->4)
