@@ -5,12 +5,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from lwd_gym import LWDAgent, RandomAgent, evaluate
+from lwd_gym import LWDAgent, RandomAgent
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.demo import ENV_ID
+from two_paths import rollout_vs_random
 
 #: success above the random floor asserted for the demo agent; set below the worst training seed (tests/MARGINS.md)
 MARGIN_SUCCESS = 0.8
+#: the rollout the demo agent's test and its margin study share
+ROLLOUT = dict(n_episodes=100, seed=123)
 
 
 @pytest.fixture
@@ -18,16 +21,6 @@ def lwd(trained_lwd):
     """A private copy of the session's trained agent: a test may re-seed it, change its horizon
     or leave plans behind without changing what the next test sees."""
     return copy.deepcopy(trained_lwd)
-
-
-def rollout_demo_agent(agent, n_episodes: int = 100) -> dict[str, float]:
-    """Success of ``agent`` on the two-paths task next to the uniform-random floor, and the share
-    of episodes passing the obstacle on each side (one batched, seeded ``evaluate``)."""
-    kwargs = dict(seed=123, n_envs=10, count_flops=False, progress=False)
-    result = evaluate(agent, ENV_ID, n_episodes, info_keys=("side",), **kwargs)
-    floor = evaluate(RandomAgent(agent.observation_space, agent.action_space, device="cpu"), ENV_ID, n_episodes, **kwargs)
-    side = np.array([r["side"] for r in result.episodes])
-    return {"success": result.success_rate, "random": floor.success_rate, "left": float(np.mean(side < 0)), "right": float(np.mean(side > 0))}
 
 
 def measure_demo_agent(seed: int, dataset=None) -> dict[str, float]:
@@ -38,13 +31,13 @@ def measure_demo_agent(seed: int, dataset=None) -> dict[str, float]:
 
     dataset = dataset if dataset is not None else make_bimodal_dataset(200, seed=0, progress=False)
     agent = demo_agents(seed=seed, device="cpu")["LWD"].learn(dataset, progress_bar=False, **DEMO_STEPS["LWD"])
-    return rollout_demo_agent(agent)
+    return rollout_vs_random(agent, **ROLLOUT)
 
 
 def test_learns_both_modes_of_the_bimodal_task(lwd):
     """The session's demo agent (``trained_lwd``: ``measure_demo_agent`` at seed 0) succeeds far
     above the random floor and takes both paths."""
-    m = rollout_demo_agent(lwd)
+    m = rollout_vs_random(lwd, **ROLLOUT)
     # margins: the worst of 5 training seeds (1 and 2 threads) is in tests/MARGINS.md
     assert m["success"] - m["random"] >= MARGIN_SUCCESS, m
     assert m["left"] >= 0.25 and m["right"] >= 0.25, m  # both behaviours, not one

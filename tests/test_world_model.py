@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from lwd_gym import LWDAgent, RandomAgent, evaluate, make_bimodal_dataset
+from lwd_gym import LWDAgent, make_bimodal_dataset
 from lwd_gym.data.demonstrations import load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
-from lwd_gym.demo import ENV_ID
 from lwd_gym.nn import WorldModel, WorldModelPolicyVAE
 from lwd_gym.training import steps_for
+from two_paths import rollout_vs_random
 
 TINY = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
 
@@ -169,11 +169,7 @@ def measure_world_model_agent(seed: int, dataset=None, n_episodes: int = 50) -> 
         world_model_warmup_epochs=1, device="cpu", seed=seed,
     )  # fmt: skip
     agent.learn(dataset, vae_steps=WM_STEPS, diffusion_steps=WM_STEPS, progress_bar=False)
-    kwargs = dict(seed=321, n_envs=10, count_flops=False, progress=False)
-    result = evaluate(agent, ENV_ID, n_episodes, info_keys=("side",), **kwargs)
-    floor = evaluate(RandomAgent(agent.observation_space, agent.action_space, device="cpu"), ENV_ID, n_episodes, **kwargs)
-    side = np.array([r["side"] for r in result.episodes])
-    return {"success": result.success_rate, "random": floor.success_rate, "left": float(np.mean(side < 0)), "right": float(np.mean(side > 0))}
+    return rollout_vs_random(agent, n_episodes, seed=321)
 
 
 #: gradient steps per stage of :func:`measure_world_model_agent`

@@ -372,10 +372,7 @@ class BaseAgent(ABC):
         if raw.dtype != np.float32:
             if raw.dtype.kind not in "biuf":  # bool, int, unsigned, float; not complex, str, object
                 raise ValueError(f"observation must be a real-valued numeric array, got dtype {raw.dtype} ({type(observation).__name__})")
-            if not np.isfinite(raw).all():
-                bad = np.argwhere(~np.isfinite(raw))[0]
-                raise ValueError(f"observation contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):  # NaN, inf and overflow are told apart below
                 obs = raw.astype(np.float32)
         else:
             obs = raw
