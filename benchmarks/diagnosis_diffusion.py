@@ -6,6 +6,8 @@
 Reuses the cached standard-profile agent's VAE (``results/cache/diagnosis``) and changes only
 where plans come from, so the rates isolate the diffusion stage:
 
+* ``cached``: the agent's own trained diffusion, optionally with another sampler
+  (``--scheduler ddpm --inference-steps 100``);
 * ``empirical``: a plan is a random training latent (posterior mean of an episode-start snippet)
   of the task, i.e. a diffusion that reproduced its training latents exactly;
 * ``fit``: a fresh denoiser fitted to the latents of ``all`` windows (what the library did
@@ -29,7 +31,7 @@ import torch
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["empirical", "fit"])
+    parser.add_argument("mode", choices=["empirical", "cached", "fit"])
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch", type=int, default=32)
@@ -37,6 +39,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--windows", choices=["all", "plan-starts"], default="plan-starts")
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--agent", default=None, help="diagnosis checkpoint to probe (default: the newest under --out/cache/diagnosis)")
+    parser.add_argument("--inference-steps", type=int, default=None, help="override the agent's sampling steps")
+    parser.add_argument("--scheduler", default=None, help="override the agent's sampler (ddim, ddpm, ...)")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per task (empirical, cached)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     os.environ.setdefault("MINARI_DATASETS_PATH", str(Path(args.out).resolve() / "minari"))
@@ -50,10 +56,15 @@ def main(argv=None) -> dict:
     from lwd_gym.training import fit
 
     cache = Path(args.out) / "cache" / "diagnosis"
-    ckpts = sorted(cache.glob("lwd-task-*.ckpt"))
-    if not ckpts:
+    ckpts = [Path(args.agent)] if args.agent else sorted(cache.glob("lwd-task-*.ckpt"), key=lambda p: p.stat().st_mtime)[-1:]
+    if not ckpts or not ckpts[0].is_file():
         raise SystemExit(f"no diagnosis agent under {cache}: run python -m benchmarks.diagnosis --profile standard first")
+    print(f"probing {ckpts[0]}", flush=True)
     agent = BaseAgent.load(ckpts[0], device="cpu")
+    if args.scheduler is not None:
+        agent.scheduler = args.scheduler
+    if args.inference_steps is not None:
+        agent.num_inference_steps = args.inference_steps
     tasks = list(PAPER_TASKS)
     datasets, _ = demonstrations(tasks, 50, cache / "cells", False)
     snippets = SnippetDataset(load_demonstrations(datasets), agent.snippet_length, agent.obs_normalizer, agent.action_normalizer)
@@ -75,7 +86,12 @@ def main(argv=None) -> dict:
         agent.sample_latents = lambda states, t, deterministic=False, env_ids=None: torch.cat(
             [latents[task_of == k][torch.randint(int((task_of == k).sum()), (1,), generator=g)] for k in t.tolist()]
         )
-        result = {"mode": "empirical", "success": sampled_success(10), "episodes": 10 * len(tasks)}
+        result = {"mode": "empirical", "agent": str(ckpts[0]), "success": sampled_success(args.episodes),
+                  "episodes": args.episodes * len(tasks)}  # fmt: skip
+    elif args.mode == "cached":
+        result = {"mode": "cached", "agent": str(ckpts[0]), "scheduler": agent.scheduler,
+                  "inference_steps": agent.num_inference_steps, "success": sampled_success(args.episodes),
+                  "episodes": args.episodes * len(tasks)}  # fmt: skip
     else:
         windows = snippets.starting_every(agent.action_horizon) if args.windows == "plan-starts" else snippets
         latents, conds = agent._encode_snippets(windows)
