@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lwd_gym.agents.config import AgentConfig
 from lwd_gym.checkpoint import atomic_write
 
 PROFILES = ("tiny", "quick", "paper")  # tiny: seconds, for the smoke tests; quick: <= 20 CPU minutes
@@ -77,6 +79,14 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
     rule = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(("" if r.get(k) is None else f.format(r[k])) for _, k, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
+
+
+def cache_key(slug: str, config: AgentConfig, train: Mapping[str, Any], data: Any) -> str:
+    """File-name-safe name of a cached trained agent: a readable ``slug`` plus a hash of
+    everything that makes the agent: its config class and *every* field (defaults included, so
+    changing a default retrains too), its ``learn`` budgets and its data (ids, counts)."""
+    blob = json.dumps({"config": type(config).__name__, "fields": config.to_dict(), "train": dict(train), "data": data}, sort_keys=True, default=str)
+    return f"{slug}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 def write_json(out_dir: str | os.PathLike, name: str, payload: dict[str, Any]) -> Path:

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 agent, seconds = trained_agent(method, HORIZON, sv, seed, dataset, cache, args.device)
                 name, kwargs = label(method, denoiser), sv.agent_kwargs[method]
                 agents.append({
-                    "label": name, "method": method, "denoiser": denoiser, "seed": seed, "size": kwargs.get("diffusion_size", kwargs.get("size")),
+                    "label": name, "method": method, "denoiser": denoiser, "seed": seed, "size": kwargs.get("denoiser_size", kwargs.get("size")),
                     "sample_shape": list(agent.diffusion.sample_shape), "denoiser_params": denoiser_params(agent),
                     "query_ms": query_seconds(agent, args.profile) * 1e3, "train_seconds": seconds,
                 })  # fmt: skip

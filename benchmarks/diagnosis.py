@@ -24,7 +24,6 @@ training-log summary and settings) and the stages' learning curves as CSV under
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.metaworld import EVAL_SEED, demonstrations
-from lwd_gym import BaseAgent, LWDAgent, evaluate, reconstruction_rollout
+from lwd_gym import BaseAgent, LWDAgent, LWDConfig, evaluate, reconstruction_rollout
 from lwd_gym.envs.metaworld import PAPER_TASKS, make_metaworld_env
 from lwd_gym.evaluation import wilson_interval
 
@@ -50,7 +49,7 @@ def agent_params(cfg: dict[str, Any]) -> dict[str, Any]:
     return dict(
         action_horizon=500, snippet_length=500, latent_dim=cfg["latent"], latent_length=cfg["latent_length"],
         policy_hidden=[cfg["width"], cfg["width"]], hypernet_size=cfg["hypernet"], vae_windows=cfg["vae_windows"],
-        diffusion_size=cfg["diffusion"], condition_on="task", batch_size=cfg["batch"], vae_lr=3e-4, diffusion_lr=cfg["diffusion_lr"], seed=0,
+        denoiser_size=cfg["diffusion"], condition_on="task", batch_size=cfg["batch"], vae_lr=3e-4, diffusion_lr=cfg["diffusion_lr"], seed=0,
     )  # fmt: skip
 
 
@@ -69,15 +68,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tasks = list(cfg["tasks"])
     datasets, expert = demonstrations(tasks, cfg["demos"], cache / "cells", progress)
     params, train = agent_params(cfg), dict(vae_steps=cfg["vae_steps"], diffusion_steps=cfg["diffusion_steps"])
-    blob = json.dumps({"params": params, "train": train, "tasks": tasks, "demos": cfg["demos"]}, sort_keys=True)
-    key = f"lwd-task-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    config = LWDConfig(**params)
+    key = common.cache_key("lwd-task", config, train, {"tasks": tasks, "demos": cfg["demos"]})
     ckpt, logs = cache / f"{key}.ckpt", cache / f"{key}-logs"
     start = time.perf_counter()
     if ckpt.exists():
         agent = BaseAgent.load(ckpt, device=args.device)
         summary = json.loads((cache / f"{key}.json").read_text())["log"]
     else:
-        agent = LWDAgent(**params, device=args.device)
+        agent = LWDAgent(config, device=args.device)
         agent.learn(datasets, checkpoint_dir=cache / f"{key}-state", checkpoint_every=500, log_dir=logs, progress_bar=progress, **train)
         agent.save(ckpt)
         summary = agent.training_log.summary()

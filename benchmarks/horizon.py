@@ -77,7 +77,7 @@ class Setting:
 
 
 def _latent(size: str, *, latent_dim: int, batch: int, vae_lr: float, diffusion_lr: float, epochs: int, steps: int, sampler: str) -> dict[str, Any]:
-    return dict(latent_dim=latent_dim, latent_length=16 if latent_dim >= 64 else 4, diffusion_size=size, batch_size=batch, vae_lr=vae_lr,
+    return dict(latent_dim=latent_dim, latent_length=16 if latent_dim >= 64 else 4, denoiser_size=size, batch_size=batch, vae_lr=vae_lr,
                 diffusion_lr=diffusion_lr, vae_epochs=epochs, diffusion_epochs=epochs, scheduler=sampler, num_inference_steps=steps,
                 pad_short_episodes=True)  # fmt: skip
 
@@ -91,8 +91,8 @@ def _agent_kwargs(profile: str) -> dict[str, dict[str, Any]]:
             "LWD": lwd,
             "LWD+WM": dict(lwd, world_model=True, world_model_hidden=(1024, 1024), world_model_warmup_epochs=10),
             "LDP": dict(shared, decoder_hidden=(256, 256), kl_coef=1e-7),
-            "DP": dict(size="m", scheduler="ddpm", num_inference_steps=100, batch_size=32, lr=1e-4, epochs=100, pad_short_episodes=True),
-            "MLP": dict(hidden=(256, 256), batch_size=32, lr=1e-4, epochs=100),
+            "DP": dict(denoiser_size="m", scheduler="ddpm", num_inference_steps=100, batch_size=32, diffusion_lr=1e-4, diffusion_epochs=100, pad_short_episodes=True),
+            "MLP": dict(hidden=(256, 256), batch_size=32, bc_lr=1e-4, bc_epochs=100),
             "Random": {},
         }
     small = profile == "tiny"
@@ -102,8 +102,8 @@ def _agent_kwargs(profile: str) -> dict[str, dict[str, Any]]:
         "LWD": lwd,
         "LWD+WM": dict(lwd, world_model=True, world_model_hidden=(16, 16) if small else (256, 256), world_model_warmup_epochs=2),
         "LDP": dict(shared, decoder_hidden=(16, 16) if small else (256, 256), kl_coef=1e-7),
-        "DP": dict(size="xs", scheduler="ddim", num_inference_steps=2 if small else 10, batch_size=256, lr=1e-3, epochs=10, pad_short_episodes=True),
-        "MLP": dict(hidden=(16, 16) if small else (256, 256), batch_size=256, lr=1e-3, epochs=30),
+        "DP": dict(denoiser_size="xs", scheduler="ddim", num_inference_steps=2 if small else 10, batch_size=256, diffusion_lr=1e-3, diffusion_epochs=10, pad_short_episodes=True),
+        "MLP": dict(hidden=(16, 16) if small else (256, 256), batch_size=256, bc_lr=1e-3, bc_epochs=30),
         "Random": {},
     }
 
@@ -182,10 +182,11 @@ def _steps(method: str, s: Setting) -> dict[str, int]:
 
 
 def agent_key(method: str, horizon: int | None, seed: int, s: Setting) -> str:
-    """Cache name of a trained agent: changing its arguments or training steps retrains it."""
-    spec = {"kwargs": s.agent_kwargs[method], "steps": _steps(method, s), "demos": [s.source, s.num_demos]}
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"{method.replace('+', '_')}-H{horizon if horizon is not None else 'na'}-s{seed}-{digest}"
+    """Cache name of a trained agent (:func:`common.cache_key`): changing any field of its
+    config, its training steps or its data retrains it."""
+    config = make_agent(method, horizon or 1, s, seed, "cpu").config
+    slug = f"{method.replace('+', '_')}-H{horizon if horizon is not None else 'na'}-s{seed}"
+    return common.cache_key(slug, config, _steps(method, s), [s.source, s.num_demos])
 
 
 def trained_agent(method: str, horizon: int | None, s: Setting, seed: int, dataset: Any, cache: Path, device: str) -> tuple[BaseAgent, float]:

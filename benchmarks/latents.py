@@ -118,15 +118,17 @@ def _first_per_operator(dataset: Any, n: int, num_operators: int) -> np.ndarray 
 
 
 def cache_path(cfg: Profile, profile: str, out: str) -> Path:
-    """Where the trained agent of this profile and beta_KL is kept."""
-    return Path(out) / "cache" / f"latents-{profile}-kl{cfg.kl_coef:g}.ckpt"
+    """Where the trained agent of this profile is kept: named by its full config, budget and data,
+    so editing a hyperparameter retrains rather than reusing an old agent."""
+    train = {"vae_steps": cfg.vae_steps, "diffusion_steps": 1}
+    return Path(out) / "cache" / f"{common.cache_key(f'latents-{profile}', make_agent(cfg, 'cpu').config, train, dataclasses.asdict(cfg))}.ckpt"
 
 
 def make_agent(cfg: Profile, device: str) -> LWDAgent:
     """The (untrained) LWD agent of profile ``cfg``."""
     return LWDAgent(
         action_horizon=cfg.snippet_length, latent_dim=cfg.latent_dim, hypernet_size=cfg.hypernet_size, policy_hidden=cfg.policy_hidden,
-        kl_coef=cfg.kl_coef, diffusion_size="xs", batch_size=cfg.batch_size, vae_lr=cfg.vae_lr, vae_epochs=cfg.vae_epochs, device=device, seed=SEED,
+        kl_coef=cfg.kl_coef, denoiser_size="xs", batch_size=cfg.batch_size, vae_lr=cfg.vae_lr, vae_epochs=cfg.vae_epochs, device=device, seed=SEED,
     )  # fmt: skip
 
 

@@ -81,7 +81,6 @@ job on the shared cores made the same pieces 2-15x slower at times):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -97,6 +96,7 @@ import torch
 
 from benchmarks import common
 from lwd_gym import BaseAgent, DPAgent, LWDAgent, MLPAgent, evaluate
+from lwd_gym.agents.config import AgentConfig
 from lwd_gym.envs.metaworld import PAPER_TASKS, make_metaworld_env
 from lwd_gym.evaluation import wilson_interval
 from lwd_gym.utils import get_device
@@ -172,15 +172,19 @@ class Spec:
     train: dict[str, int]
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def config(self) -> AgentConfig:
+        """The agent's full, validated config."""
+        return AGENT_CLASSES[self.family].config_class(**self.params)
+
     def key(self, data_ids: Sequence[str]) -> str:
-        """File-name-safe cache key: a readable slug plus a hash of everything that changes the trained
-        agent (not the label, so both experiments share an agent they both use)."""
-        blob = json.dumps({"family": self.family, "params": self.params, "train": self.train, "data": list(data_ids)}, sort_keys=True)
+        """Cache name of the trained agent (:func:`common.cache_key`; not the label, so both
+        experiments share an agent they both use)."""
         slug = "-".join(str(self.info[k]) for k in ("size", "hypernet", "horizon") if k in self.info)
-        return f"{self.family.lower()}-{slug}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        return common.cache_key(f"{self.family.lower()}-{slug}", self.config, self.train, list(data_ids))
 
     def build(self, device: str) -> BaseAgent:
-        return AGENT_CLASSES[self.family](**self.params, device=device)
+        return AGENT_CLASSES[self.family](self.config, device=device)
 
 
 # ---------------------------------------------------------------------------- configurations
@@ -190,7 +194,7 @@ def lwd_spec(cfg: dict[str, Any], width: int, hypernet: str, snippet: int, label
     scheduler, steps = cfg["sampler"]
     params = dict(
         action_horizon=snippet, snippet_length=snippet, latent_dim=cfg["latent"], latent_length=cfg["latent_length"],
-        policy_hidden=[width, width], hypernet_size=hypernet, diffusion_size=cfg["lwd_unet"], condition_on=condition,
+        policy_hidden=[width, width], hypernet_size=hypernet, denoiser_size=cfg["lwd_unet"], condition_on=condition,
         scheduler=scheduler, num_inference_steps=steps, batch_size=cfg["batch"], vae_lr=cfg["vae_lr"], diffusion_lr=cfg["diffusion_lr"], seed=0,
     )  # fmt: skip
     if "vae_windows" in cfg and snippet >= 500:  # whole episodes for one policy per episode (benchmarks.diagnosis);
@@ -206,13 +210,13 @@ def compute_specs(cfg: dict[str, Any]) -> list[tuple[Spec, bool]]:
     for size in cfg["dp_sizes"]:
         for horizon in cfg["dp_horizons"]:
             params = dict(
-                action_horizon=horizon // 2, prediction_horizon=horizon, n_obs_steps=2, size=size, scheduler=scheduler,
-                num_inference_steps=steps, batch_size=cfg.get("dp_batch", cfg["batch"]), lr=cfg["dp_lr"], seed=0,
+                action_horizon=horizon // 2, prediction_horizon=horizon, n_obs_steps=2, denoiser_size=size, scheduler=scheduler,
+                num_inference_steps=steps, batch_size=cfg.get("dp_batch", cfg["batch"]), diffusion_lr=cfg["dp_lr"], seed=0,
             )  # fmt: skip
             info = dict(size=size, horizon=horizon, action_horizon=horizon // 2)
             specs.append((Spec(f"DP-{size} H{horizon}", "DP", params, dict(steps=cfg["dp_steps"]), info), (size, horizon) in cfg["dp_eval"]))
     for w in cfg["mlp_widths"]:
-        params = dict(hidden=[w, w], batch_size=cfg.get("mlp_batch", cfg["batch"]), lr=cfg["mlp_lr"], seed=0)
+        params = dict(hidden=[w, w], batch_size=cfg.get("mlp_batch", cfg["batch"]), bc_lr=cfg["mlp_lr"], seed=0)
         specs.append((Spec(f"MLP-{w}", "MLP", params, dict(steps=cfg["mlp_steps"]), dict(size=f"{w}x{w}", horizon=1, action_horizon=1)), True))
     return specs
 

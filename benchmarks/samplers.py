@@ -29,28 +29,29 @@ EPISODES = {"tiny": 4, "quick": 100, "paper": 500}
 
 
 def trained_agent(env: str, profile: str, out: str, device: str) -> tuple[BaseAgent, str]:
-    """The LWD agent for ``env`` (trained once, then loaded from the cache) and the env id to run."""
-    cache = Path(out) / "cache" / f"samplers-{env}-{profile}.ckpt"
+    """The LWD agent for ``env`` (trained once, then loaded from the cache, named by its full
+    config, budget and data) and the env id to run."""
     env_id = {"bimodal": "lwd_gym/Bimodal-v0", "pusht": "gym_pusht/PushT-v0"}[env]
+    if env == "bimodal":
+        agent, episodes = demo_agents(seed=0, device=device)["LWD"], 200 if profile != "tiny" else 10
+        steps = dict(vae_steps=2, diffusion_steps=2) if profile == "tiny" else dict(DEMO_STEPS["LWD"])
+    else:
+        agent = LWDAgent(action_horizon=16, latent_dim=64, hypernet_size="xs", policy_hidden=(256, 256), denoiser_size="xs", vae_lr=1e-3,
+                         diffusion_lr=3e-3, vae_epochs=10, diffusion_epochs=10, device=device, seed=0)  # fmt: skip
+        episodes, steps = 100 if profile != "tiny" else 2, dict(vae_steps=2, diffusion_steps=2) if profile == "tiny" else {}
+    cache = Path(out) / "cache" / f"{common.cache_key(f'samplers-{env}-{profile}', agent.config, steps, {'episodes': episodes})}.ckpt"
     if cache.exists():
         return BaseAgent.load(cache, device=device), env_id
     if env == "bimodal":
         from lwd_gym.envs import make_bimodal_dataset
 
-        dataset = make_bimodal_dataset(200 if profile != "tiny" else 10, seed=0, progress=False)
-        agent = demo_agents(seed=0, device=device)["LWD"]
-        if profile == "tiny":
-            agent.learn(dataset, vae_steps=2, diffusion_steps=2, progress_bar=False)
-        else:
-            agent.learn(dataset, checkpoint_dir=cache.parent / f"{cache.stem}-state", **DEMO_STEPS["LWD"])
+        dataset = make_bimodal_dataset(episodes, seed=0, progress=False)
     else:
         from lwd_gym.data.sources import collect
 
-        dataset, _ = collect("pusht", 100 if profile != "tiny" else 2, seed=0, progress=profile != "tiny")
-        agent = LWDAgent(action_horizon=16, latent_dim=64, hypernet_size="xs", policy_hidden=(256, 256), diffusion_size="xs", vae_lr=1e-3,
-                         diffusion_lr=3e-3, vae_epochs=10, diffusion_epochs=10, device=device, seed=0)  # fmt: skip
-        steps = dict(vae_steps=2, diffusion_steps=2) if profile == "tiny" else {}
-        agent.learn(dataset, checkpoint_dir=cache.parent / f"{cache.stem}-state", progress_bar=profile != "tiny", **steps)
+        dataset, _ = collect("pusht", episodes, seed=0, progress=profile != "tiny")
+    steps.setdefault("progress_bar", profile != "tiny")
+    agent.learn(dataset, checkpoint_dir=cache.parent / f"{cache.stem}-state", **steps)
     agent.save(cache)
     return agent, env_id
 

@@ -42,12 +42,12 @@ class PerSamplePolicy(GeneratedMLP):
 
 def make_agents(cfg: dict[str, Any], dataset: Any, device: str) -> dict[str, Any]:
     lwd = LWDAgent(action_horizon=32, snippet_length=cfg["snippet"], latent_dim=cfg["latent"], policy_hidden=cfg["hidden"],
-                   hypernet_size=cfg["hypernet"], diffusion_size=cfg["lwd_unet"], batch_size=cfg["train_batch"],
+                   hypernet_size=cfg["hypernet"], denoiser_size=cfg["lwd_unet"], batch_size=cfg["train_batch"],
                    scheduler="dpmsolver++", num_inference_steps=10, device=device)  # fmt: skip
     agents: dict[str, Any] = {"LWD": lwd.learn(dataset, vae_steps=2, diffusion_steps=2, progress_bar=False)}
     agents["MLP"] = MLPAgent(hidden=cfg["hidden"], device=device).learn(dataset, steps=2, progress_bar=False)
     for size in cfg["dp_sizes"]:
-        dp = DPAgent(action_horizon=8, prediction_horizon=16, size=size, num_inference_steps=cfg["dp_steps"], device=device)
+        dp = DPAgent(action_horizon=8, prediction_horizon=16, denoiser_size=size, num_inference_steps=cfg["dp_steps"], device=device)
         agents[f"DP-{size}"] = dp.learn(dataset, steps=2, progress_bar=False)
     return agents
 

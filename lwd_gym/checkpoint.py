@@ -101,3 +101,24 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     if version >= 2 and sha != _digest(raw, tensors):
         raise ValueError(f"{path}: checkpoint is corrupted (its SHA-256 checksum does not match its contents)")
     return tensors, meta
+
+
+def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's parameters and buffers by name, each tensor once.
+
+    Not ``state_dict()``: hypnettorch registers each hypernetwork parameter under two names, and
+    safetensors refuses aliased tensors.  ``named_parameters()`` lists each tensor once."""
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+@torch.no_grad()
+def load_module_tensors(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Strict load of :func:`module_tensors`: same names, same shapes, or a clear error."""
+    targets = module_tensors(module)
+    missing, unexpected = sorted(targets.keys() - state.keys()), sorted(state.keys() - targets.keys())
+    if missing or unexpected:
+        raise ValueError(f"{where} weights do not match the saved config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, target in targets.items():
+        if state[name].shape != target.shape:
+            raise ValueError(f"{where} weight {name!r} has shape {tuple(state[name].shape)}, expected {tuple(target.shape)}")
+        target.copy_(state[name])

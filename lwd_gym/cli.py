@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -75,7 +74,6 @@ def _writable_dir(directory: Path, option: str, path: str) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from lwd_gym import distributed, registry
-    from lwd_gym.agents.base import BaseAgent
 
     _writable_file(args.out, "--out")
     for option, directory in (("--checkpoint-dir", args.checkpoint_dir), ("--log-dir", args.log_dir)):
@@ -83,15 +81,13 @@ def _train(args: argparse.Namespace) -> int:
             _writable_dir(Path(directory), option, directory)
     try:
         agent = registry.make(args.agent, seed=args.seed, device=args.device, **_key_values(args.set, "--set"))
-    except TypeError as err:  # an unknown or misspelt --set key
+    except TypeError as err:  # an unknown or misspelt --set key: the message lists the config's fields
         raise ValueError(f"--set: {err}") from err
     datasets = args.datasets if len(args.datasets) > 1 else args.datasets[0]
     learn_kwargs = _key_values(args.learn, "--learn")
-    # the agent's step budgets, and the run options every agent's learn() takes
-    known = set(inspect.signature(agent.learn).parameters) | set(inspect.signature(BaseAgent._prepare).parameters)
-    unknown = set(learn_kwargs) - known - {"self", "dataset", "options"}
+    unknown = sorted(set(learn_kwargs) - set(agent.learn_options()))
     if unknown:
-        raise ValueError(f"--learn: {type(agent).__name__}.learn() has no argument(s) {sorted(unknown)}")
+        raise ValueError(f"--learn: {type(agent).__name__}.learn() has no option(s) {unknown}; it accepts {', '.join(agent.learn_options())}")
     agent.learn(
         datasets, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, progress_bar=not args.quiet,
         log_dir=args.log_dir, **learn_kwargs,
@@ -158,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("agent", help="registered agent name: lwd, dp, ldp, mlp, random (or an entry point)")
     tr.add_argument("datasets", nargs="+", help="Minari dataset id(s); several = one per task")
     tr.add_argument("--out", required=True, help="checkpoint file to write")
-    tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="constructor arguments, e.g. action_horizon=16 policy_hidden=[128,128]")
-    tr.add_argument("--learn", nargs="*", default=[], metavar="KEY=VALUE", help="learn() arguments, e.g. vae_steps=2000 diffusion_steps=2000")
+    tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fields of the agent's config (LWDConfig, DPConfig, ...), e.g. action_horizon=16 policy_hidden=[128,128]")
+    tr.add_argument("--learn", nargs="*", default=[], metavar="KEY=VALUE", help="learn() budgets: steps=N (every stage) or <stage>_steps=N, e.g. vae_steps=2000 diffusion_steps=2000")
     tr.add_argument("--checkpoint-dir", default=None, help="keep resumable training state here (rerun the command to resume)")
     tr.add_argument("--checkpoint-every", type=int, default=500, help="gradient steps between saves of the training state")
     tr.add_argument("--log-dir", default=None, help="write each training stage's log here (CSV per step; TensorBoard if installed)")

@@ -27,7 +27,7 @@ def demo_agents(seed: int, device: str) -> dict[str, Any]:
             latent_dim=64,
             hypernet_size="xs",
             policy_hidden=(128, 128),
-            diffusion_size="xs",
+            denoiser_size="xs",
             vae_lr=1e-3,
             diffusion_lr=3e-3,
             device=device,

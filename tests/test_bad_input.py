@@ -10,7 +10,7 @@ from lwd_gym import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent
 
 @pytest.fixture
 def agent(tiny_datasets):
-    a = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
+    a = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
     return a.learn(tiny_datasets[0], vae_steps=2, diffusion_steps=2, progress_bar=False)
 
 
@@ -56,10 +56,10 @@ def test_no_episode_as_long_as_a_snippet(tiny_datasets):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: LWDAgent(action_horizon=500, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", world_model=True,
+        lambda: LWDAgent(action_horizon=500, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", world_model=True,
                          world_model_hidden=(16,), world_model_warmup_epochs=0, num_inference_steps=2, pad_short_episodes=True, device="cpu"),
-        lambda: LDPAgent(action_horizon=500, latent_dim=16, diffusion_size="xs", num_inference_steps=2, pad_short_episodes=True, device="cpu"),
-        lambda: DPAgent(action_horizon=500, prediction_horizon=504, size="xs", num_inference_steps=2, pad_short_episodes=True, device="cpu"),
+        lambda: LDPAgent(action_horizon=500, latent_dim=16, denoiser_size="xs", num_inference_steps=2, pad_short_episodes=True, device="cpu"),
+        lambda: DPAgent(action_horizon=500, prediction_horizon=504, denoiser_size="xs", num_inference_steps=2, pad_short_episodes=True, device="cpu"),
     ],
     ids=["LWD+WM", "LDP", "DP"],
 )

@@ -8,11 +8,11 @@ from lwd_gym.demo import ENV_ID
 
 
 def _dp(**kw):
-    return DPAgent(**{"action_horizon": 8, "prediction_horizon": 16, "size": "xs", "num_inference_steps": 10, "scheduler": "ddim", "lr": 1e-3, "batch_size": 64, "device": "cpu", **kw})
+    return DPAgent(**{"action_horizon": 8, "prediction_horizon": 16, "denoiser_size": "xs", "num_inference_steps": 10, "scheduler": "ddim", "diffusion_lr": 1e-3, "batch_size": 64, "device": "cpu", **kw})
 
 
 def _ldp(**kw):
-    return LDPAgent(**{"action_horizon": 8, "latent_dim": 32, "diffusion_size": "xs", "vae_lr": 1e-3, "diffusion_lr": 1e-3, "batch_size": 64, "device": "cpu", **kw})
+    return LDPAgent(**{"action_horizon": 8, "latent_dim": 32, "denoiser_size": "xs", "vae_lr": 1e-3, "diffusion_lr": 1e-3, "batch_size": 64, "device": "cpu", **kw})
 
 
 #: gradient steps of each baseline (per stage for LDP) in :func:`train_baselines`
@@ -78,7 +78,7 @@ def test_action_horizon_is_validated_against_what_the_model_predicts(trained):
         dp.action_horizon = 16
     with pytest.raises(ValueError, match="exceeds"):
         ldp.action_horizon = ldp.snippet_length + 1
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="action_horizon must be >= 1"):
         dp.action_horizon = 0
     assert dp.action_horizon == 8 and ldp.action_horizon == 8
 
@@ -91,8 +91,8 @@ def test_dp_keeps_an_observation_history_per_env(trained):
     dp.predict(np.stack([a, b]), episode_start=np.ones(2, bool))
     dp.predict(np.stack([c, c]), episode_start=np.array([False, True]))
     norm = dp.obs_normalizer.normalize
-    np.testing.assert_allclose(dp._history[0], np.stack([norm(a), norm(c)]), rtol=1e-6)
-    np.testing.assert_allclose(dp._history[1], np.stack([norm(c), norm(c)]), rtol=1e-6)
+    np.testing.assert_allclose(dp._acting.history[0], np.stack([norm(a), norm(c)]), rtol=1e-6)
+    np.testing.assert_allclose(dp._acting.history[1], np.stack([norm(c), norm(c)]), rtol=1e-6)
 
 
 def test_mlp_flops_per_step_is_twice_the_weights(tiny_datasets):
@@ -116,7 +116,7 @@ def test_save_load_round_trip_gives_identical_actions(trained, name, tmp_path):
     agent = trained[name]
     agent.save(tmp_path / f"{name}.ckpt")
     loaded = BaseAgent.load(tmp_path / f"{name}.ckpt", device="cpu")
-    assert type(loaded) is type(agent) and loaded._config() == agent._config()
+    assert type(loaded) is type(agent) and loaded.config == agent.config
     a = evaluate(agent, ENV_ID, 6, seed=7, n_envs=3, count_flops=False, progress=False)
     b = evaluate(loaded, ENV_ID, 6, seed=7, n_envs=3, count_flops=False, progress=False)
     assert a.episodes == b.episodes

@@ -44,7 +44,7 @@ def test_samplers(tmp_path, env):
     for r in saved["rows"]:
         assert 0 <= r["success_rate"] <= 1 and _finite_positive(r["query_ms"]) and len(r["success_ci95"]) == 2
     assert saved["pick"] is None or saved["pick"] in {f"{r['sampler']}-{r['steps']}" for r in saved["rows"]}
-    assert (tmp_path / "cache" / f"samplers-{env}-tiny.ckpt").exists()  # the trained agent is cached for reruns
+    assert len(list((tmp_path / "cache").glob(f"samplers-{env}-tiny-*.ckpt"))) == 1  # the trained agent is cached for reruns
 
 
 def test_horizon(tmp_path, monkeypatch):
@@ -83,3 +83,19 @@ def test_diagnosis(tmp_path):
         assert all(0 <= cells[k]["success"] <= 1 and cells[k]["n"] >= 1 for k in ("own", "other", "sampled")), cells
     assert set(payload["training_log"]) == {"vae", "latent-diffusion"}
     assert (tmp_path / "cache" / "diagnosis").is_dir()  # the trained agent is cached for reruns
+
+
+def test_cache_keys_name_every_field_of_the_config_and_the_budget():
+    """Editing any hyperparameter (one left at its default included), the budget or the data
+    gives another cached agent; the same agent keeps its name."""
+    from benchmarks.common import cache_key
+    from lwd_gym import LWDConfig
+
+    base = cache_key("lwd", LWDConfig(action_horizon=16), {"vae_steps": 10}, ["d"])
+    assert base == cache_key("lwd", LWDConfig(action_horizon=16, kl_coef=1e-8), {"vae_steps": 10}, ["d"])
+    others = {
+        cache_key("lwd", LWDConfig(action_horizon=16, kl_coef=1e-7), {"vae_steps": 10}, ["d"]),
+        cache_key("lwd", LWDConfig(action_horizon=16), {"vae_steps": 11}, ["d"]),
+        cache_key("lwd", LWDConfig(action_horizon=16), {"vae_steps": 10}, ["e"]),
+    }
+    assert base not in others and len(others) == 3 and base.startswith("lwd-")

@@ -12,7 +12,7 @@ from lwd_gym.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 
 @pytest.fixture
 def tiny_lwd(tiny_datasets):
-    agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
+    agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
     return agent.learn(tiny_datasets[0], vae_steps=2, diffusion_steps=2, progress_bar=False)
 
 
@@ -90,7 +90,7 @@ def test_version_2_checkpoints_still_load(tiny_lwd, tmp_path):
     header = json.dumps({**meta, "format_version": 2})
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "v2.ckpt"), metadata={"lwd_gym": header, "lwd_gym_sha256": _digest(header, tensors)})
     loaded = LWDAgent.load(tmp_path / "v2.ckpt", device="cpu")
-    assert loaded._config() == tiny_lwd._config()
+    assert loaded.config == tiny_lwd.config
     corrupt = {k: v.clone() for k, v in tensors.items()}
     next(iter(corrupt.values())).view(-1)[0] += 1
     save_file({k: v.contiguous() for k, v in corrupt.items()}, str(tmp_path / "bad.ckpt"), metadata={"lwd_gym": header, "lwd_gym_sha256": _digest(header, tensors)})

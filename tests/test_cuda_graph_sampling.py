@@ -101,7 +101,7 @@ def test_agent_with_captured_graphs_copies_retrains_and_round_trips(tiny_dataset
     from lwd_gym import BaseAgent, LWDAgent
 
     agent = LWDAgent(action_horizon=4, snippet_length=8, latent_dim=16, policy_hidden=(16, 16), hypernet_size="xs",
-                     diffusion_size="xs", device="cuda")  # fmt: skip
+                     denoiser_size="xs", device="cuda")  # fmt: skip
     agent.learn(tiny_datasets[0], vae_steps=2, diffusion_steps=2, progress_bar=False)
     obs = np.stack([agent._probe_observation()[0]] * 2)
     agent.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
@@ -124,7 +124,7 @@ def test_agent_on_cuda_acts_and_counts_flops_as_without_graphs(tiny_datasets) ->
     from lwd_gym import LWDAgent
 
     agent = LWDAgent(action_horizon=4, snippet_length=8, latent_dim=16, policy_hidden=(16, 16), hypernet_size="xs",
-                     diffusion_size="xs", device="cuda").learn(tiny_datasets[0], vae_steps=2, diffusion_steps=2, progress_bar=False)  # fmt: skip
+                     denoiser_size="xs", device="cuda").learn(tiny_datasets[0], vae_steps=2, diffusion_steps=2, progress_bar=False)  # fmt: skip
     obs = np.stack([agent._probe_observation()[0]] * 3)
     starts = np.ones(3, bool)
     graphed = [agent.predict(obs, episode_start=starts, deterministic=True)[0] for _ in range(2)]

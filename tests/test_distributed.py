@@ -20,10 +20,10 @@ AGENTS = textwrap.dedent(
 
     def make_agent(name):
         if name == "lwd":
-            return LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs",
+            return LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs",
                             num_inference_steps=2, batch_size=15, device="cpu", seed=2)
         if name == "dp":
-            return DPAgent(action_horizon=4, prediction_horizon=8, size="xs", num_inference_steps=2, batch_size=15, device="cpu", seed=2)
+            return DPAgent(action_horizon=4, prediction_horizon=8, denoiser_size="xs", num_inference_steps=2, batch_size=15, device="cpu", seed=2)
         return MLPAgent(hidden=(16,), batch_size=15, device="cpu", seed=2)
     """
 )
@@ -102,7 +102,7 @@ def test_cli_train_resumes_and_reports_bad_arguments(ddp_dataset, tmp_path, caps
     assert main([*args, "--checkpoint-dir", str(tmp_path / "state"), "--checkpoint-every", "5"]) == 0
     assert "wrote" in capsys.readouterr().out and (tmp_path / "state" / "bc.safetensors").exists()
     agent = MLPAgent.load(out)
-    assert agent.hidden == [16] and agent.batch_size == 16
+    assert agent.hidden == (16,) and agent.batch_size == 16
     for bad, message in [(["--set", "hiden=3"], "--set: .*hiden"), (["--learn", "vae_steps=3"], r"--learn: MLPAgent.learn\(\) has no argument"), (["--set", "oops"], "KEY=VALUE")]:
         with pytest.raises(SystemExit):
             main(["train", "mlp", "lwd/ddp-v0", "--out", str(out), "--quiet", *bad])

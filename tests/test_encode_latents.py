@@ -9,7 +9,7 @@ from lwd_gym.data.snippets import SnippetDataset
 
 
 def _tiny(cls):
-    kw = dict(action_horizon=4, latent_dim=16, diffusion_size="xs", num_inference_steps=2, device="cpu", seed=0)
+    kw = dict(action_horizon=4, latent_dim=16, denoiser_size="xs", num_inference_steps=2, device="cpu", seed=0)
     if cls is LWDAgent:
         kw.update(hypernet_size="xs", policy_hidden=(8,))
     return cls(**kw)

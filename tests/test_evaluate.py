@@ -13,7 +13,7 @@ from lwd_gym.evaluation import wilson_interval
 
 @pytest.fixture(scope="module")
 def small_lwd(bimodal_dataset):
-    agent = LWDAgent(action_horizon=8, latent_dim=16, hypernet_size="xs", policy_hidden=(32,), diffusion_size="xs", num_inference_steps=4, device="cpu")
+    agent = LWDAgent(action_horizon=8, latent_dim=16, hypernet_size="xs", policy_hidden=(32,), denoiser_size="xs", num_inference_steps=4, device="cpu")
     return agent.learn(bimodal_dataset, vae_steps=50, diffusion_steps=50, progress_bar=False)
 
 

@@ -13,7 +13,7 @@ from lwd_gym.export import RUNNER_SOURCE, NumpyPolicy, export_policy
 
 # action_horizon beyond the episode: one generated policy per episode, as exported.
 TINY = dict(action_horizon=1000, snippet_length=8, latent_dim=16, hypernet_size="xs", policy_hidden=(8,))
-TINY |= dict(diffusion_size="xs", num_inference_steps=2, device="cpu")
+TINY |= dict(denoiser_size="xs", num_inference_steps=2, device="cpu")
 FIT = dict(vae_steps=2, diffusion_steps=2, progress_bar=False)
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -79,12 +79,12 @@ def test_npz_holds_plain_float32_arrays(agent, tmp_path):
 def test_export_leaves_the_agents_plans_alone(agent, tmp_path):
     obs = _first_obs()
     agent.predict(obs, episode_start=np.array([True]), deterministic=False)
-    weights, steps, replans = agent._weights.clone(), agent._steps.copy(), agent.num_replans
+    weights, steps, replans = agent._acting.plans.weights.clone(), agent._acting.steps.copy(), agent.num_replans
     rng_state = agent._rng.get_state()
     p = NumpyPolicy.load(export_policy(agent, tmp_path / "p.npz", obs, deterministic=False))
     q = NumpyPolicy.load(export_policy(agent, tmp_path / "q.npz", obs, deterministic=False))
-    assert agent.num_replans == replans and np.array_equal(agent._steps, steps)
-    assert (agent._weights == weights).all() and (agent._rng.get_state() == rng_state).all()
+    assert agent.num_replans == replans and np.array_equal(agent._acting.steps, steps)
+    assert (agent._acting.plans.weights == weights).all() and (agent._rng.get_state() == rng_state).all()
     assert not np.array_equal(p(obs), q(obs))  # unseeded stochastic exports draw fresh noise
 
 

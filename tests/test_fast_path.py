@@ -11,15 +11,15 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 @pytest.fixture(scope="module")
 def agents(bimodal_dataset, tiny_multitask):
-    lwd = LWDAgent(action_horizon=1000, snippet_length=8, latent_dim=16, hypernet_size="xs", policy_hidden=(32, 32), diffusion_size="xs", num_inference_steps=2, device="cpu")
+    lwd = LWDAgent(action_horizon=1000, snippet_length=8, latent_dim=16, hypernet_size="xs", policy_hidden=(32, 32), denoiser_size="xs", num_inference_steps=2, device="cpu")
     return {
         "lwd": lwd.learn(bimodal_dataset, vae_steps=20, diffusion_steps=2, progress_bar=False),
         "mlp": MLPAgent(hidden=(32, 32), device="cpu").learn(bimodal_dataset, steps=20, progress_bar=False),
-        "lwd-multitask": LWDAgent(**{**lwd._config(), "condition_on": "obs+task"}, device="cpu").learn(tiny_multitask, vae_steps=5, diffusion_steps=2, progress_bar=False),
+        "lwd-multitask": LWDAgent(lwd.config.replace(condition_on="obs+task"), device="cpu").learn(tiny_multitask, vae_steps=5, diffusion_steps=2, progress_bar=False),
         "mlp-multitask": MLPAgent(hidden=(32,), device="cpu").learn(tiny_multitask, steps=20, progress_bar=False),
         # open-loop chunks; DP's observation history is updated on the host between plans
-        "dp": DPAgent(action_horizon=4, n_obs_steps=2, size="xs", num_inference_steps=2, scheduler="ddim", device="cpu").learn(bimodal_dataset, steps=5, progress_bar=False),
-        "ldp": LDPAgent(action_horizon=4, snippet_length=8, latent_dim=16, diffusion_size="xs", num_inference_steps=2, device="cpu").learn(
+        "dp": DPAgent(action_horizon=4, n_obs_steps=2, denoiser_size="xs", num_inference_steps=2, scheduler="ddim", device="cpu").learn(bimodal_dataset, steps=5, progress_bar=False),
+        "ldp": LDPAgent(action_horizon=4, snippet_length=8, latent_dim=16, denoiser_size="xs", num_inference_steps=2, device="cpu").learn(
             bimodal_dataset, vae_steps=5, diffusion_steps=2, progress_bar=False),
     }
 
@@ -61,9 +61,9 @@ def test_new_samples_reach_the_host_copies(agents):
     for t in range(6):
         starts = np.array([t % 3 == 0, False, t == 4, False])
         agent.predict(obs, episode_start=starts)
-        torch_actions = agent.vae.policy(agent._weights, agent.obs_normalizer.normalize(__import__("torch").as_tensor(obs)))
+        torch_actions = agent.vae.policy(agent._acting.plans.weights, agent.obs_normalizer.normalize(__import__("torch").as_tensor(obs)))
         expected = agent.action_normalizer.unnormalize(torch_actions.detach().numpy())
-        np.testing.assert_allclose(agent._host_policies(obs), expected, **TOL)
+        np.testing.assert_allclose(agent._acting.plans.host(obs), expected, **TOL)
 
 
 @pytest.mark.parametrize("name", ["lwd", "dp"])

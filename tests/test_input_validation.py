@@ -22,8 +22,8 @@ OBS_DIM = 2  # the two-paths env's state
 
 @pytest.fixture(scope="module")
 def agents(bimodal_dataset):
-    lwd = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
-    dp = DPAgent(action_horizon=4, prediction_horizon=8, size="xs", num_inference_steps=2, device="cpu")
+    lwd = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
+    dp = DPAgent(action_horizon=4, prediction_horizon=8, denoiser_size="xs", num_inference_steps=2, device="cpu")
     mlp = MLPAgent(hidden=(8,), device="cpu")
     return {
         "lwd": lwd.learn(bimodal_dataset, vae_steps=2, diffusion_steps=2, progress_bar=False),
@@ -144,12 +144,12 @@ def test_huge_observations_give_an_error_not_a_nan_action(agents, name):
     for on_host in (True, False):
         agent.act_on_host = on_host
         agent.predict(normal, episode_start=np.ones(2, bool))
-        steps = agent._steps.copy()
+        steps = agent._acting.steps.copy()
         huge = normal.copy()
         huge[1] = 3e38
         with pytest.raises(FloatingPointError, match=r"environment\(s\) \[1\] overflow float32 once normalised"):
             agent.predict(huge)
-        np.testing.assert_array_equal(agent._steps, steps)
+        np.testing.assert_array_equal(agent._acting.steps, steps)
         agent.predict(normal)  # acting goes on
 
 

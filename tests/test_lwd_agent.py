@@ -61,7 +61,7 @@ def test_save_load_gives_identical_actions(lwd, tmp_path):
     path = tmp_path / "lwd.ckpt"
     lwd.save(path)
     loaded = LWDAgent.load(path, device="cpu")
-    assert loaded._config() == lwd._config()
+    assert loaded.config == lwd.config
     lwd.set_random_seed(7)
     loaded.set_random_seed(7)
     np.testing.assert_array_equal(_rollout_actions(lwd, 5), _rollout_actions(loaded, 5))
@@ -140,7 +140,7 @@ def test_sb3_evaluate_policy_runs_on_vector_env(lwd):
 
 @pytest.mark.parametrize("condition_on, cond_dim", [("obs", 2), ("none", 0), ("task", 2), ("obs+task", 4)])
 def test_every_conditioning_mode_trains_and_acts(condition_on, cond_dim, tiny_datasets):
-    agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, condition_on=condition_on, device="cpu")
+    agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, condition_on=condition_on, device="cpu")
     agent.learn(tiny_datasets, vae_steps=2, diffusion_steps=2, progress_bar=False)
     assert agent.cond_dim == cond_dim
     obs = np.array([[0.0, -0.5, 1.0, 0.0], [0.1, -0.5, 0.0, 1.0]], dtype=np.float32)
@@ -149,6 +149,6 @@ def test_every_conditioning_mode_trains_and_acts(condition_on, cond_dim, tiny_da
 
 
 def test_learn_accepts_dataset_ids(tiny_datasets):
-    agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
+    agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
     assert agent.learn(["lwd/tiny/left-v0", "lwd/tiny/right-v0"], vae_steps=1, diffusion_steps=1, progress_bar=False) is agent
     assert agent.num_tasks == 2 and agent.observation_space.shape == (4,)

@@ -20,7 +20,7 @@ from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.demo import ENV_ID
 from test_bad_input import _write
 
-TINY = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
+TINY = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
 
 
 @pytest.fixture
@@ -86,9 +86,9 @@ def test_interrupted_training_restores_the_agent(trained, tiny_datasets, monkeyp
         (lambda: DPAgent(num_inference_steps=0), "num_inference_steps"),
         (lambda: DPAgent(num_inference_steps=101), "num_inference_steps"),
         (lambda: DPAgent(prediction_horizon=10), "prediction_horizon"),
-        (lambda: DPAgent(lr=-1e-4), "lr"),
+        (lambda: DPAgent(diffusion_lr=-1e-4), "diffusion_lr"),
         (lambda: MLPAgent(hidden=(64, -1)), "hidden"),
-        (lambda: MLPAgent(epochs=0), "epochs"),
+        (lambda: MLPAgent(bc_epochs=0), "bc_epochs"),
     ],
 )
 def test_bad_constructor_arguments_are_refused_naming_them(make, name):
@@ -256,7 +256,7 @@ def test_robomimic_obs_keys_string_is_refused(tmp_path):
 
 # flops_per_step mid-episode ------------------------------------------------------------------
 def test_flops_per_step_mid_episode_leaves_the_plans_intact(tiny_datasets):
-    dp = DPAgent(action_horizon=4, prediction_horizon=8, size="xs", num_inference_steps=2, scheduler="ddim", device="cpu")
+    dp = DPAgent(action_horizon=4, prediction_horizon=8, denoiser_size="xs", num_inference_steps=2, scheduler="ddim", device="cpu")
     dp.learn(tiny_datasets[0], steps=2, progress_bar=False)
     obs = np.zeros((3, 2), np.float32)
     dp.set_random_seed(0)

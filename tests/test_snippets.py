@@ -49,7 +49,7 @@ def test_latent_diffusion_learns_the_latents_plans_start_with(tiny_datasets, mon
     seen = []
     encode = LWDAgent._encode_snippets
     monkeypatch.setattr(LWDAgent, "_encode_snippets", lambda self, s: seen.append(len(s)) or encode(self, s))
-    agent = LWDAgent(action_horizon=8, latent_dim=8, latent_length=4, policy_hidden=(8,), hypernet_size="xs", diffusion_size="xs",
+    agent = LWDAgent(action_horizon=8, latent_dim=8, latent_length=4, policy_hidden=(8,), hypernet_size="xs", denoiser_size="xs",
                      condition_on=condition_on, batch_size=4, device="cpu")
     agent.learn(tiny_datasets, vae_steps=1, diffusion_steps=1, validation_fraction=0, progress_bar=False)
     lengths = load_demonstrations(tiny_datasets).lengths
@@ -62,14 +62,14 @@ def test_the_vae_trains_on_the_windows_vae_windows_names(tiny_datasets, vae_wind
     episodes with one policy per episode); ``"all"`` on a window at every step."""
     from lwd_gym import LWDAgent
 
-    agent = LWDAgent(action_horizon=8, latent_dim=8, latent_length=4, policy_hidden=(8,), hypernet_size="xs", diffusion_size="xs",
+    agent = LWDAgent(action_horizon=8, latent_dim=8, latent_length=4, policy_hidden=(8,), hypernet_size="xs", denoiser_size="xs",
                      vae_windows=vae_windows, device="cpu")  # fmt: skip
     agent.learn(tiny_datasets, vae_steps=1, diffusion_steps=1, validation_fraction=0, progress_bar=False)
     demos = load_demonstrations(tiny_datasets)
     snippets = agent._vae_snippets(demos)
     assert len(snippets) == sum(per_episode(int(n), 8) for n in demos.lengths if n >= 8)
     assert set(((snippets.starts - snippets.begins) % (8 if vae_windows == "plan_starts" else 1)).tolist()) == {0}
-    assert LWDAgent(vae_windows=vae_windows, device="cpu")._config()["vae_windows"] == vae_windows
+    assert LWDAgent(vae_windows=vae_windows, device="cpu").config.vae_windows == vae_windows
     with pytest.raises(ValueError, match="vae_windows must be one of"):
         LWDAgent(vae_windows="every", device="cpu")
 

@@ -14,7 +14,7 @@ def measure_task_following(seed: int, n_episodes: int = 40) -> dict[str, float]:
     left = make_bimodal_dataset(40, seed=1, dataset_id="lwd/bimodal/left-v0", side=-1, progress=False)
     right = make_bimodal_dataset(40, seed=2, dataset_id="lwd/bimodal/right-v0", side=1, progress=False)
     agent = LWDAgent(
-        action_horizon=16, latent_dim=32, hypernet_size="xs", policy_hidden=(64, 64), diffusion_size="xs",
+        action_horizon=16, latent_dim=32, hypernet_size="xs", policy_hidden=(64, 64), denoiser_size="xs",
         condition_on="obs+task", batch_size=64, vae_lr=1e-3, diffusion_lr=1e-3, device="cpu", seed=seed,
     )  # fmt: skip
     agent.learn([left, right], vae_steps=TASK_STEPS, diffusion_steps=TASK_STEPS, progress_bar=False)

@@ -14,14 +14,14 @@ from lwd_gym import DPAgent, LWDAgent, MLPAgent
 from lwd_gym.checkpoint import load_checkpoint
 from lwd_gym.training import TensorBatches, TrainCheckpoint, fit
 
-TINY_LWD = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, batch_size=16)
+TINY_LWD = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, batch_size=16)
 AGENTS = {
     "lwd": (lambda: LWDAgent(**TINY_LWD, device="cpu", seed=3), dict(vae_steps=9, diffusion_steps=9)),
     "lwd-wm": (
         lambda: LWDAgent(**TINY_LWD, world_model=True, world_model_hidden=(16,), world_model_warmup_epochs=0, device="cpu", seed=3),
         dict(vae_steps=9, diffusion_steps=4),
     ),
-    "dp": (lambda: DPAgent(action_horizon=4, prediction_horizon=8, size="xs", num_inference_steps=2, batch_size=16, device="cpu", seed=3), dict(steps=9)),
+    "dp": (lambda: DPAgent(action_horizon=4, prediction_horizon=8, denoiser_size="xs", num_inference_steps=2, batch_size=16, device="cpu", seed=3), dict(steps=9)),
     "mlp": (lambda: MLPAgent(hidden=(8,), batch_size=16, device="cpu", seed=3), dict(steps=9)),
 }
 
@@ -84,7 +84,7 @@ def test_resuming_a_finished_run_trains_nothing(tiny_datasets, tmp_path, monkeyp
 def test_checkpoint_of_another_run_is_refused(tiny_datasets, tmp_path):
     MLPAgent(hidden=(8,), device="cpu").learn(tiny_datasets[0], steps=5, checkpoint_dir=tmp_path, progress_bar=False)
     with pytest.raises(ValueError, match="different training run"):
-        MLPAgent(hidden=(8,), lr=0.1, device="cpu").learn(tiny_datasets[0], steps=5, checkpoint_dir=tmp_path, progress_bar=False)
+        MLPAgent(hidden=(8,), bc_lr=0.1, device="cpu").learn(tiny_datasets[0], steps=5, checkpoint_dir=tmp_path, progress_bar=False)
     with pytest.raises(ValueError, match="different training run"):
         MLPAgent(hidden=(8,), device="cpu").learn(tiny_datasets[1], steps=5, checkpoint_dir=tmp_path, progress_bar=False)
 

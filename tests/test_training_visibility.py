@@ -13,7 +13,7 @@ from lwd_gym.agents.base import BaseAgent
 from lwd_gym.data.demonstrations import load_demonstrations
 from lwd_gym.demo import ENV_ID
 
-TINY_LWD = dict(action_horizon=8, latent_dim=16, hypernet_size="xs", policy_hidden=(16,), diffusion_size="xs", num_inference_steps=2, device="cpu")
+TINY_LWD = dict(action_horizon=8, latent_dim=16, hypernet_size="xs", policy_hidden=(16,), denoiser_size="xs", num_inference_steps=2, device="cpu")
 
 
 @pytest.fixture
@@ -24,13 +24,13 @@ def twenty(minari_dir):
 def test_default_budget_trains_at_least_min_steps(tiny_datasets, monkeypatch):
     """One epoch of 5 short episodes is a single step at batch 256; the default budget is not."""
     monkeypatch.setattr(training, "MIN_STEPS", 40)
-    mlp = MLPAgent(hidden=(8,), epochs=1, device="cpu").learn(tiny_datasets[0], progress_bar=False)
+    mlp = MLPAgent(hidden=(8,), bc_epochs=1, device="cpu").learn(tiny_datasets[0], progress_bar=False)
     assert len(mlp.training_log["bc"].rows) == 40
     lwd = LWDAgent(**TINY_LWD, vae_epochs=1, diffusion_epochs=1).learn(tiny_datasets[0], progress_bar=False)
     assert [len(lwd.training_log[s].rows) for s in ("vae", "latent-diffusion")] == [40, 40]
     # an epoch budget above the minimum is kept; explicit steps are exact
     monkeypatch.setattr(training, "MIN_STEPS", 1)
-    assert len(MLPAgent(hidden=(8,), epochs=3, batch_size=64, device="cpu").learn(tiny_datasets[0], progress_bar=False).training_log["bc"].rows) == 3 * 3
+    assert len(MLPAgent(hidden=(8,), bc_epochs=3, batch_size=64, device="cpu").learn(tiny_datasets[0], progress_bar=False).training_log["bc"].rows) == 3 * 3
     assert len(MLPAgent(hidden=(8,), device="cpu").learn(tiny_datasets[0], steps=7, progress_bar=False).training_log["bc"].rows) == 7
 
 
@@ -62,7 +62,7 @@ def test_validation_split_is_disjoint_by_episode_seeded_and_per_task(tiny_datase
 
 @pytest.mark.parametrize("make, stages", [
     (lambda: LWDAgent(**TINY_LWD), {"vae": 12, "latent-diffusion": 6}),
-    (lambda: DPAgent(action_horizon=4, prediction_horizon=8, size="xs", num_inference_steps=2, device="cpu"), {"diffusion": 6}),
+    (lambda: DPAgent(action_horizon=4, prediction_horizon=8, denoiser_size="xs", num_inference_steps=2, device="cpu"), {"diffusion": 6}),
     (lambda: MLPAgent(hidden=(8,), device="cpu"), {"bc": 6}),
 ])  # fmt: skip
 def test_every_stage_writes_one_csv_row_per_step_with_a_validation_column(twenty, tmp_path, make, stages):

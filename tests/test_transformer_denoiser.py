@@ -107,27 +107,27 @@ def _actions(agent: BaseAgent, obs: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(
     "make, steps",
     [
-        (lambda: LWDAgent(action_horizon=4, latent_dim=16, latent_length=4, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs",
+        (lambda: LWDAgent(action_horizon=4, latent_dim=16, latent_length=4, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs",
                           denoiser="transformer", num_inference_steps=2, device="cpu"), {"vae_steps": 2, "diffusion_steps": 2}),  # fmt: skip
-        (lambda: LWDAgent(action_horizon=4, latent_dim=16, latent_length=1, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs",
+        (lambda: LWDAgent(action_horizon=4, latent_dim=16, latent_length=1, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs",
                           denoiser="transformer", num_inference_steps=2, device="cpu"), {"vae_steps": 2, "diffusion_steps": 2}),  # fmt: skip
-        (lambda: LDPAgent(action_horizon=4, latent_dim=16, latent_length=4, decoder_hidden=(8,), diffusion_size="xs", denoiser="transformer",
+        (lambda: LDPAgent(action_horizon=4, latent_dim=16, latent_length=4, decoder_hidden=(8,), denoiser_size="xs", denoiser="transformer",
                           num_inference_steps=2, device="cpu"), {"vae_steps": 2, "diffusion_steps": 2}),  # fmt: skip
-        (lambda: DPAgent(action_horizon=4, prediction_horizon=6, size="xs", denoiser="transformer", num_inference_steps=2, scheduler="ddim",
+        (lambda: DPAgent(action_horizon=4, prediction_horizon=6, denoiser_size="xs", denoiser="transformer", num_inference_steps=2, scheduler="ddim",
                          device="cpu"), {"steps": 2}),  # fmt: skip
     ],
     ids=["lwd", "lwd-one-token", "ldp", "dp"],
 )
 def test_agents_learn_predict_and_round_trip_the_denoiser(make, steps, tiny_datasets, tmp_path):
     agent = make().learn(tiny_datasets[0], progress_bar=False, **steps)
-    assert agent._config()["denoiser"] == "transformer"
+    assert agent.config.denoiser == "transformer"
     assert isinstance(agent.diffusion.denoiser, TransformerForDiffusion)
     obs = np.zeros((2, 2), dtype=np.float32)
     expected = _actions(agent, obs)
     assert expected.shape == (3, 2, 2) and np.isfinite(expected).all()
     agent.save(tmp_path / "agent.ckpt")
     loaded = BaseAgent.load(tmp_path / "agent.ckpt", device="cpu")
-    assert type(loaded) is type(agent) and loaded.denoiser == "transformer" and loaded._config() == agent._config()
+    assert type(loaded) is type(agent) and loaded.denoiser == "transformer" and loaded.config == agent.config
     assert isinstance(loaded.diffusion.denoiser, TransformerForDiffusion)
     np.testing.assert_array_equal(_actions(loaded, obs), expected)
 
@@ -135,7 +135,7 @@ def test_agents_learn_predict_and_round_trip_the_denoiser(make, steps, tiny_data
 @pytest.mark.parametrize("klass, kwargs", [(LWDAgent, {"vae_steps": 1, "diffusion_steps": 1}), (DPAgent, {"steps": 1})])
 def test_checkpoints_without_the_key_load_as_unet(klass, kwargs, tiny_datasets, tmp_path):
     """Checkpoints written before the option existed have no "denoiser" in their config."""
-    size = dict(diffusion_size="xs", latent_dim=16, hypernet_size="xs", policy_hidden=(8,)) if klass is LWDAgent else dict(size="xs", prediction_horizon=8)
+    size = dict(denoiser_size="xs", latent_dim=16, hypernet_size="xs", policy_hidden=(8,)) if klass is LWDAgent else dict(denoiser_size="xs", prediction_horizon=8)
     agent = klass(action_horizon=4, num_inference_steps=2, device="cpu", **size).learn(tiny_datasets[0], progress_bar=False, **kwargs)
     agent.save(tmp_path / "new.ckpt")
     tensors, meta = load_checkpoint(tmp_path / "new.ckpt")
@@ -153,8 +153,8 @@ def test_checkpoints_without_the_key_load_as_unet(klass, kwargs, tiny_datasets, 
         (lambda: LWDAgent(denoiser="Transformer"), r"denoiser must be one of \['transformer', 'unet'\], got 'Transformer'"),
         (lambda: LDPAgent(denoiser="mlp"), "denoiser must be one of"),
         (lambda: DPAgent(denoiser="dit"), "denoiser must be one of"),
-        (lambda: LWDAgent(denoiser="transformer", diffusion_size="xl"), r"diffusion_size must be one of \['m', 's', 'xs'\] for the transformer denoiser"),
-        (lambda: DPAgent(denoiser="transformer", size="l"), "size must be one of .* for the transformer denoiser"),
+        (lambda: LWDAgent(denoiser="transformer", denoiser_size="xl"), r"denoiser_size must be one of \['m', 's', 'xs'\] for the transformer denoiser"),
+        (lambda: DPAgent(denoiser="transformer", denoiser_size="l"), "size must be one of .* for the transformer denoiser"),
     ],
 )
 def test_bad_denoiser_or_size_is_a_clear_error(make, match):

@@ -12,7 +12,7 @@ from lwd_gym.nn import WorldModel, WorldModelPolicyVAE
 from lwd_gym.training import steps_for
 from two_paths import rollout_vs_random
 
-TINY = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), diffusion_size="xs", num_inference_steps=2, device="cpu")
+TINY = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
 
 
 def _snippets(demos, normalizers=None, length=8):
@@ -128,8 +128,8 @@ def test_save_load_round_trip_keeps_the_world_model(tiny_datasets, tmp_path):
     agent.learn(tiny_datasets, vae_steps=5, diffusion_steps=2, progress_bar=False)
     agent.save(tmp_path / "wm.ckpt")
     loaded = LWDAgent.load(tmp_path / "wm.ckpt", device="cpu")
-    assert loaded._config() == agent._config()
-    assert loaded._config()["world_model_hidden"] == [64, 64] and loaded.rollout_coef == 0.5
+    assert loaded.config == agent.config
+    assert loaded.config.world_model_hidden == (64, 64) and loaded.rollout_coef == 0.5
     assert isinstance(loaded.vae, WorldModelPolicyVAE)
     saved, restored = agent.vae.world_model.state_dict(), loaded.vae.world_model.state_dict()
     assert saved.keys() == restored.keys() and len(saved) == 6  # 3 linear layers
@@ -164,7 +164,7 @@ def measure_world_model_agent(seed: int, dataset=None, n_episodes: int = 50) -> 
     this over training seeds and thread counts."""
     dataset = dataset if dataset is not None else make_bimodal_dataset(200, seed=0, progress=False)
     agent = LWDAgent(
-        action_horizon=32, latent_dim=32, hypernet_size="xs", policy_hidden=(64, 64), diffusion_size="xs",
+        action_horizon=32, latent_dim=32, hypernet_size="xs", policy_hidden=(64, 64), denoiser_size="xs",
         vae_lr=1e-3, diffusion_lr=1e-3, batch_size=64, world_model=True, world_model_hidden=(128, 128),
         world_model_warmup_epochs=1, device="cpu", seed=seed,
     )  # fmt: skip

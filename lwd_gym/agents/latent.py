@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,99 +19,32 @@ from torch import nn
 
 from lwd_gym import distributed
 from lwd_gym.agents.base import BaseAgent
+from lwd_gym.agents.config import LatentDiffusionConfig
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import ConditionalDiffusion
-from lwd_gym.training import LossFn, TensorBatches, stage_steps
-from lwd_gym.validation import choice, positive_float, positive_int
-from lwd_gym.validation import denoiser as check_denoiser
-from lwd_gym.validation import sampler as check_sampler
-
-CONDITIONS = ("obs", "task", "obs+task", "none")
-#: which windows the VAE trains on (``vae_windows``): one starting at every step, or only those where plans start
-VAE_WINDOWS = ("all", "plan_starts")
-
+from lwd_gym.training import LossFn, TensorBatches
 
 #: Snippets per encoder call when encoding many at once: bounds the activations' memory.
 ENCODE_CHUNK = 4096
+
 
 class LatentDiffusionAgent(BaseAgent):
     """Base of :class:`~lwd_gym.agents.LWDAgent` and :class:`~lwd_gym.agents.LDPAgent`.
 
     Subclasses implement :meth:`_make_vae` (a module with ``.encoder(states, actions) -> (mu,
     logvar)`` and ``.loss(states, actions, kl_coef, generator, mask)``), :meth:`_replan` and
-    :meth:`_act`.  Parameters shared by both are documented on the subclasses.
+    :meth:`_act`.  The hyperparameters both share are :class:`~lwd_gym.agents.config.LatentDiffusionConfig`'s.
     """
 
     plans_with_diffusion = True
+    config_class = LatentDiffusionConfig
 
-    def __init__(
-        self,
-        action_horizon: int,
-        snippet_length: int | None,
-        latent_dim: int,
-        latent_length: int,
-        kl_coef: float,
-        diffusion_size: str,
-        condition_on: str,
-        num_inference_steps: int,
-        scheduler: str,
-        batch_size: int,
-        vae_lr: float,
-        diffusion_lr: float,
-        vae_epochs: int,
-        diffusion_epochs: int,
-        device: str | torch.device,
-        seed: int,
-        pad_short_episodes: bool = False,
-        denoiser: str = "unet",
-        vae_windows: str = "all",
-    ) -> None:
-        choice("condition_on", condition_on, CONDITIONS)
-        self.vae_windows = choice("vae_windows", vae_windows, VAE_WINDOWS)
-        self.latent_dim, self.latent_length = positive_int("latent_dim", latent_dim), positive_int("latent_length", latent_length)
-        if latent_dim % latent_length:
-            raise ValueError(f"latent_dim={latent_dim} must be divisible by latent_length={latent_length}")
-        check_denoiser(denoiser, diffusion_size, "diffusion_size", self.latent_length, "latent_length")
-        if isinstance(kl_coef, bool) or not isinstance(kl_coef, (int, float)) or not 0 <= kl_coef < 1:
-            raise ValueError(f"kl_coef must be in [0, 1), got {kl_coef!r}")
-        # None (not 0) means "as long as action_horizon"
-        self.snippet_length = positive_int("action_horizon", action_horizon) if snippet_length is None else positive_int("snippet_length", snippet_length)
-        self.pad_short_episodes = bool(pad_short_episodes)
-        super().__init__(action_horizon=action_horizon, device=device, seed=seed)
-        self.kl_coef = float(kl_coef)
-        self.diffusion_size = diffusion_size
-        self.denoiser = denoiser
-        self.condition_on = condition_on
-        self.num_inference_steps = check_sampler(scheduler, num_inference_steps)
-        self.scheduler = scheduler
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.vae_lr, self.diffusion_lr = positive_float("vae_lr", vae_lr), positive_float("diffusion_lr", diffusion_lr)
-        self.vae_epochs, self.diffusion_epochs = positive_int("vae_epochs", vae_epochs), positive_int("diffusion_epochs", diffusion_epochs)
+    def __init__(self, config: LatentDiffusionConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self.latent_normalizer: Normalizer | None = None
         self.vae: nn.Module | None = None
         self.diffusion: ConditionalDiffusion | None = None
-
-    def _config(self) -> dict[str, Any]:
-        return {
-            **super()._config(),
-            "snippet_length": self.snippet_length,
-            "pad_short_episodes": self.pad_short_episodes,
-            "vae_windows": self.vae_windows,
-            "latent_dim": self.latent_dim,
-            "latent_length": self.latent_length,
-            "kl_coef": self.kl_coef,
-            "diffusion_size": self.diffusion_size,
-            "denoiser": self.denoiser,
-            "condition_on": self.condition_on,
-            "num_inference_steps": self.num_inference_steps,
-            "scheduler": self.scheduler,
-            "batch_size": self.batch_size,
-            "vae_lr": self.vae_lr,
-            "diffusion_lr": self.diffusion_lr,
-            "vae_epochs": self.vae_epochs,
-            "diffusion_epochs": self.diffusion_epochs,
-        }
 
     # ------------------------------------------------------------------ networks
     @property
@@ -127,7 +61,7 @@ class LatentDiffusionAgent(BaseAgent):
             raise ValueError(f"condition_on={self.condition_on!r} needs task ids: pass a list of datasets, one per task")
         self.vae = self._make_vae().to(self.device)
         latent_shape = (self.latent_dim // self.latent_length, self.latent_length)
-        self.diffusion = ConditionalDiffusion(latent_shape, self.cond_dim, size=self.diffusion_size, denoiser=self.denoiser).to(self.device)
+        self.diffusion = ConditionalDiffusion(latent_shape, self.cond_dim, size=self.denoiser_size, denoiser=self.denoiser).to(self.device)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"vae": self.vae, "diffusion": self.diffusion}
@@ -142,16 +76,8 @@ class LatentDiffusionAgent(BaseAgent):
         return torch.cat(parts, dim=-1) if parts else None
 
     # ------------------------------------------------------------------ learning
-    def learn(self, dataset: Any, *, vae_steps: int | None = None, diffusion_steps: int | None = None, **options: Any) -> LatentDiffusionAgent:
-        """Train the VAE, then the latent diffusion model; returns ``self``.
-
-        :param dataset: a ``minari.MinariDataset``, a dataset id, or a list of them (one per task).
-        :param vae_steps: gradient steps of the VAE stage (default: ``vae_epochs`` epochs, at least
-            :data:`~lwd_gym.training.MIN_STEPS`).
-        :param diffusion_steps: gradient steps of the diffusion stage (default: ``diffusion_epochs``, same rule).
-        :param options: the run options of :meth:`BaseAgent.learn` (checkpoints, logs, validation, evaluation).
-        """
-        demos = self._prepare(dataset, **options)
+    def _train(self, demos: Any) -> None:
+        """The VAE on snippets, then the latent diffusion on their posterior means (EMA weights kept)."""
         snippets = self._vae_snippets(demos)
         val_snippets = self._validation_snippets(self._vae_snippets)
         self._fit(
@@ -159,7 +85,7 @@ class LatentDiffusionAgent(BaseAgent):
             self.vae,
             self._vae_loss_fn(snippets),
             snippets,
-            steps=stage_steps(vae_steps, self.vae_epochs, len(snippets), self.batch_size, "vae_steps"),
+            steps=self._stage_steps("vae", len(snippets)),
             batch_size=self.batch_size,
             lr=self.vae_lr,
             generator=self._cpu_rng(),
@@ -178,7 +104,7 @@ class LatentDiffusionAgent(BaseAgent):
             self.diffusion,
             lambda b, step: self.diffusion.loss(b["x0"], b.get("cond"), self._rng),
             data,
-            steps=stage_steps(diffusion_steps, self.diffusion_epochs, len(data), self.batch_size, "diffusion_steps"),
+            steps=self._stage_steps("diffusion", len(data)),
             batch_size=self.batch_size,
             lr=self.diffusion_lr,
             warmup_steps=500,
@@ -189,8 +115,6 @@ class LatentDiffusionAgent(BaseAgent):
             acting_attr="diffusion",
         )
         self.diffusion = ema  # only the EMA weights are used (and saved) from here on
-        self.reset()
-        return self
 
     def _vae_snippets(self, demos: Any) -> SnippetDataset:
         """The VAE's training windows of (normalised) demonstrations, as ``vae_windows`` says."""

@@ -1,7 +1,7 @@
 """Behaviour-cloning MLP baseline: one deterministic ``state -> action`` network."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -10,45 +10,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from lwd_gym.agents.base import BaseAgent
+from lwd_gym.agents.config import MLPConfig
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.generated_policy import HostMLP
 from lwd_gym.nn.mlp import mlp
-from lwd_gym.training import stage_steps
-from lwd_gym.validation import positive_float, positive_int, widths
 
 
 class MLPAgent(BaseAgent):
     """Behaviour cloning with an MSE loss; it regresses to the *mean* action, so it averages modes.
 
-    :param hidden: hidden layer widths.
-    :param batch_size: mini-batch size.
-    :param lr: learning rate.
-    :param epochs: passes over all (state, action) pairs unless ``learn`` gets ``steps``.
-    :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    :param seed: seeds initialisation and data order.
+    Its hyperparameters are :class:`~lwd_gym.agents.config.MLPConfig`'s; one stage, ``bc``.
     """
 
+    config_class = MLPConfig
     stateless = True  # one fixed network: "re-planning" changes nothing
 
-    def __init__(
-        self,
-        hidden: Sequence[int] = (256, 256),
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        epochs: int = 100,
-        device: str | torch.device = "auto",
-        seed: int = 0,
-        action_horizon: int = 1,
-    ) -> None:
-        # A plan is a single action, so action_horizon only matters for API symmetry.
-        super().__init__(action_horizon=action_horizon, device=device, seed=seed)
-        self.hidden = widths("hidden", hidden)
-        self.batch_size, self.lr, self.epochs = positive_int("batch_size", batch_size), positive_float("lr", lr), positive_int("epochs", epochs)
+    def __init__(self, config: MLPConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self.net: nn.Module | None = None
         self._host_net: HostMLP | None = None
-
-    def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "hidden": self.hidden, "batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs}
 
     def _build(self) -> None:
         in_dim = self.state_space.shape[0] + (self.num_tasks if self.num_tasks > 1 else 0)
@@ -62,13 +42,8 @@ class MLPAgent(BaseAgent):
             return states
         return torch.cat([states, F.one_hot(tasks, self.num_tasks).to(states.dtype)], dim=-1)
 
-    def learn(self, dataset: Any, *, steps: int | None = None, **options: Any) -> MLPAgent:
-        """Fit on every (state, action) pair of the dataset(s); returns ``self``.
-
-        :param steps: gradient steps (default: ``epochs`` epochs, at least :data:`~lwd_gym.training.MIN_STEPS`).
-        :param options: the run options of :meth:`BaseAgent.learn` (checkpoints, logs, validation, evaluation).
-        """
-        demos = self._prepare(dataset, **options)
+    def _train(self, demos: Any) -> None:
+        """Fit on every (state, action) pair."""
         make_pairs = lambda d: SnippetDataset(d, 1, self.obs_normalizer, self.action_normalizer)  # noqa: E731
         pairs = make_pairs(demos)
 
@@ -81,16 +56,14 @@ class MLPAgent(BaseAgent):
             self.net,
             loss,
             pairs,
-            steps=stage_steps(steps, self.epochs, len(pairs), self.batch_size),
+            steps=self._stage_steps("bc", len(pairs)),
             batch_size=self.batch_size,
-            lr=self.lr,
+            lr=self.bc_lr,
             generator=torch.Generator().manual_seed(self.seed),
             val_data=self._validation_snippets(make_pairs),
             val_loss=lambda batch, generator: loss(batch, 0),
             acting_attr="net",
         )
-        self.reset()
-        return self
 
     def reset(self) -> None:
         super().reset()

@@ -1,6 +1,7 @@
 """Random baseline: uniform actions from the action space, the lower bound of every comparison."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from lwd_gym.agents.base import BaseAgent
+from lwd_gym.agents.config import RandomConfig
 from lwd_gym.data.normalizer import Normalizer
 
 
@@ -21,19 +23,20 @@ class RandomAgent(BaseAgent):
 
     :param observation_space: the (flat ``Box``) observation space, if known.
     :param action_space: a bounded ``Box`` action space, if known.
-    :param action_horizon: steps one drawn action is repeated (1: a fresh action every step).
+    :param config: a :class:`~lwd_gym.agents.config.RandomConfig` (``action_horizon``: steps one
+        drawn action is repeated; 1: a fresh action every step); keyword fields apply on top.
     """
+
+    config_class = RandomConfig
 
     def __init__(
         self,
         observation_space: gym.spaces.Box | None = None,
         action_space: gym.spaces.Box | None = None,
-        action_horizon: int = 1,
-        device: str | torch.device = "auto",
-        seed: int = 0,
+        config: RandomConfig | Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(action_horizon=action_horizon, device=device, seed=seed)
-        self._actions: torch.Tensor | None = None
+        super().__init__(config, **kwargs)
         if (observation_space is None) != (action_space is None):
             raise ValueError("give both observation_space and action_space, or neither (then learn() reads them from a dataset)")
         if action_space is not None:
@@ -54,22 +57,18 @@ class RandomAgent(BaseAgent):
     def _modules(self) -> dict[str, nn.Module]:
         return {}
 
-    def learn(self, dataset: Any, **options: Any) -> RandomAgent:
-        """Read the spaces (and task count) from the dataset(s); nothing is trained (so nothing is
-        checkpointed, logged or validated: ``options`` are accepted for a uniform call)."""
-        self._prepare(dataset, validation_fraction=0.0)
+    def _train(self, demos: Any) -> None:
+        """Nothing to train: ``learn`` only reads the spaces (and task count) from the data."""
         self._identity_normalizers()
-        self.reset()
-        return self
 
-    def _allocate(self, num_envs: int) -> None:
-        self._actions = torch.zeros(num_envs, self.action_space.shape[0], device=self.device)
+    def _allocate(self, num_envs: int) -> torch.Tensor:
+        return torch.zeros(num_envs, self.action_space.shape[0], device=self.device)  # each environment's current draw
 
     def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
         low = torch.as_tensor(self.action_space.low, device=self.device)
         high = torch.as_tensor(self.action_space.high, device=self.device)
         u = torch.stack([torch.rand(low.shape, generator=g, device=self.device) for g in self.noise_generators(env_ids, deterministic)])
-        self._actions[torch.as_tensor(env_ids, device=self.device)] = low + u * (high - low)
+        self._acting.plans[torch.as_tensor(env_ids, device=self.device)] = low + u * (high - low)
 
     def _act(self, states: torch.Tensor, tasks: torch.Tensor | None, steps: np.ndarray) -> torch.Tensor:
-        return self._actions
+        return self._acting.plans

@@ -40,12 +40,13 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(name: str, **kwargs: Any) -> BaseAgent:
-    """Construct the agent registered as ``name`` with ``kwargs``."""
+def make(name: str, config: Any = None, **kwargs: Any) -> BaseAgent:
+    """Construct the agent registered as ``name`` from its ``config`` (e.g. an
+    :class:`~lwd_gym.LWDConfig`, or a dict of its fields) and/or keyword fields (and ``device``)."""
     _load_entry_points()
     if name not in _REGISTRY:
         raise ValueError(f"unknown agent {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name](config=config, **kwargs)
 
 
 register("lwd", LWDAgent)
