@@ -103,7 +103,7 @@ def test_cli_train_resumes_and_reports_bad_arguments(ddp_dataset, tmp_path, caps
     assert "wrote" in capsys.readouterr().out and (tmp_path / "state" / "bc.safetensors").exists()
     agent = MLPAgent.load(out)
     assert agent.hidden == (16,) and agent.batch_size == 16
-    for bad, message in [(["--set", "hiden=3"], "--set: .*hiden"), (["--learn", "vae_steps=3"], r"--learn: MLPAgent.learn\(\) has no argument"), (["--set", "oops"], "KEY=VALUE")]:
+    for bad, message in [(["--set", "hiden=3"], "--set: .*hiden"), (["--learn", "vae_steps=3"], r"--learn: MLPAgent.learn\(\) has no option"), (["--set", "oops"], "KEY=VALUE")]:
         with pytest.raises(SystemExit):
             main(["train", "mlp", "lwd/ddp-v0", "--out", str(out), "--quiet", *bad])
         assert re.search(message, capsys.readouterr().err)
