@@ -168,3 +168,12 @@ def test_cli_set_and_learn_keys_are_the_config_fields_and_learn_options(tmp_path
     assert "has no option(s) ['vae_steps']; it accepts steps, bc_steps" in capsys.readouterr().err
     assert main(["train", "mlp", dataset, "--out", out, "--set", "hidden=[8]", "--learn", "bc_steps=3", "--quiet"]) == 0
     assert MLPAgent.load(out, device="cpu").config == MLPConfig(hidden=(8,))
+
+
+def test_the_shared_configs_are_not_agents_configs():
+    from lwd_gym.agents.config import DiffusionConfig
+
+    with pytest.raises(TypeError, match="use DPConfig, LWDConfig or LDPConfig"):
+        DiffusionConfig()
+    with pytest.raises(ValueError, match="prediction_horizon=6 must be a multiple of 4"):
+        DPConfig(prediction_horizon=6, action_horizon=4)

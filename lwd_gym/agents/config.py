@@ -196,16 +196,16 @@ class DiffusionConfig(TrainedConfig):
 
     STAGES: ClassVar[tuple[str, ...]] = ("diffusion",)
     ACTING_FIELDS: ClassVar[frozenset[str]] = frozenset({"action_horizon", "num_inference_steps", "scheduler"})
+    #: the field holding the length of the sequence the denoiser runs over (set by each agent's config)
+    DENOISED_LENGTH: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
+        if not self.DENOISED_LENGTH:
+            raise TypeError(f"{type(self).__name__} is shared by the diffusion agents' configs: use DPConfig, LWDConfig or LDPConfig")
         super().__post_init__()
         self._set("pad_short_episodes", bool(self.pad_short_episodes))
         self._set("num_inference_steps", check_sampler(self.scheduler, self.num_inference_steps))
-        check_denoiser(self.denoiser, self.denoiser_size, "denoiser_size", *self._denoised_length())
-
-    def _denoised_length(self) -> tuple[int, str]:
-        """``(length, field name)`` of the sequence the denoiser runs over."""
-        raise NotImplementedError
+        check_denoiser(self.denoiser, self.denoiser_size, "denoiser_size", getattr(self, self.DENOISED_LENGTH), self.DENOISED_LENGTH)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,6 +219,7 @@ class DPConfig(DiffusionConfig):
     scheduler: str = "ddpm"
 
     RENAMED: ClassVar[Mapping[str, str]] = {"size": "denoiser_size", "lr": "diffusion_lr", "epochs": "diffusion_epochs"}
+    DENOISED_LENGTH: ClassVar[str] = "prediction_horizon"
 
     def __post_init__(self) -> None:
         self._set("prediction_horizon", positive_int("prediction_horizon", self.prediction_horizon))
@@ -230,8 +231,6 @@ class DPConfig(DiffusionConfig):
         if self.action_horizon > limit:
             raise ValueError(f"action_horizon={self.action_horizon} exceeds what a DP plan can execute (prediction_horizon - n_obs_steps + 1 = {limit})")
 
-    def _denoised_length(self) -> tuple[int, str]:
-        return self.prediction_horizon, "prediction_horizon"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,6 +253,7 @@ class LatentDiffusionConfig(DiffusionConfig):
 
     STAGES: ClassVar[tuple[str, ...]] = ("vae", "diffusion")
     RENAMED: ClassVar[Mapping[str, str]] = {"diffusion_size": "denoiser_size"}
+    DENOISED_LENGTH: ClassVar[str] = "latent_length"
 
     def __post_init__(self) -> None:
         choice("condition_on", self.condition_on, CONDITIONS)
@@ -270,8 +270,6 @@ class LatentDiffusionConfig(DiffusionConfig):
         # action_horizon does not change the snippets a trained VAE expects.
         self._set("snippet_length", self.action_horizon if self.snippet_length is None else positive_int("snippet_length", self.snippet_length))
 
-    def _denoised_length(self) -> tuple[int, str]:
-        return self.latent_length, "latent_length"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -154,13 +154,14 @@ class Learner:
     def _stage_budgets(self, steps: int | None, options: dict[str, Any]) -> dict[str, int | None]:
         """Each stage's requested gradient steps (``None``: its epochs), taken out of ``options``;
         checked before anything is trained."""
-        budgets = {stage: options.pop(f"{stage}_steps", None) for stage in self.stages}
+        requested = {stage: options.pop(f"{stage}_steps", None) for stage in self.stages}
         unknown = sorted(set(options) - set(RUN_OPTIONS))
         if unknown:
             raise TypeError(f"{type(self).__name__}.learn() got unknown option(s) {unknown}; it accepts: {', '.join(self.learn_options())}")
-        for stage, requested in budgets.items():
-            if (steps if requested is None else requested) is not None:  # checked now; the epochs rule applies at the stage
-                budgets[stage] = stage_steps(steps if requested is None else requested, 1, 1, 1, "steps" if requested is None else f"{stage}_steps")
+        budgets: dict[str, int | None] = {}
+        for stage, own in requested.items():  # a stage's own budget wins over steps; each checked now
+            value, name = (steps, "steps") if own is None else (own, f"{stage}_steps")
+            budgets[stage] = None if value is None else stage_steps(value, 1, 1, 1, name)
         return budgets
 
     def _stage_steps(self, stage: str, num_rows: int) -> int:
