@@ -49,9 +49,10 @@ Profiles:
 * ``standard``: agents trained to competence on 2 CPU cores (issue #22), 50 demonstrations and 50
   evaluation episodes per task (Wilson intervals); every agent keeps its learning curves (losses
   per step, in-training success on 2 episodes per task every 2,000 steps) under
-  ``cache/metaworld/<key>-logs``.  LWD: the recipe of ``benchmarks.diagnosis`` (hypernetwork xs,
-  VAE on whole episodes, UNet s, batch 32); DP: batch 256, lr 3e-4, 10,000 steps; MLP: batch
-  256, lr 1e-3, 5,000 steps.  Hours on this machine: run it in parts with ``--only`` (e.g.
+  ``cache/metaworld/<key>-logs``.  LWD: the VAE of ``benchmarks.diagnosis`` (hypernetwork xs,
+  whole episodes, batch 32, 2,000 steps) with the denoiser its diffusion probe found (UNet m,
+  6,000 steps, sampled with DDPM-100: once per episode, so ~0.01 GFLOP per step amortised); DP:
+  batch 256, lr 3e-4, 10,000 steps, DDIM-10; MLP: batch 256, lr 1e-3, 5,000 steps.  Hours on this machine: run it in parts with ``--only`` (e.g.
   ``--only DP-xs,MLP --experiment compute``); every finished agent and cell is cached, and the run
   without ``--only`` assembles ``metaworld-compute-standard.json``.
 * ``paper``: the paper's settings for a GPU: latent 256, batch 32, lr 3e-4 (VAE) / 1e-4 (diffusion,
@@ -129,8 +130,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # `eval_every` steps, seeds apart from the test seeds) under cache/metaworld/<key>-logs.
     "standard": dict(
         tasks=PAPER_TASKS, demos=50, episodes=50, copies=10, latent=256, latent_length=16, batch=32, dp_batch=256, mlp_batch=256,
-        vae_lr=3e-4, diffusion_lr=3e-4, dp_lr=3e-4, mlp_lr=1e-3, sampler=("ddim", 10),
-        lwd_widths=(128, 256, 512), hypernet="xs", lwd_unet="s", vae_windows="plan_starts", vae_steps=2000, diffusion_steps=6000,
+        vae_lr=3e-4, diffusion_lr=3e-4, dp_lr=3e-4, mlp_lr=1e-3, sampler=("ddim", 10), lwd_sampler=("ddpm", 100),
+        lwd_widths=(128, 256, 512), hypernet="xs", lwd_unet="m", vae_windows="plan_starts", vae_steps=2000, diffusion_steps=6000,
         dp_sizes=DP_SIZES, dp_horizons=(32, 128), dp_eval=tuple((s, h) for s in ("xs", "s") for h in (32, 128)), dp_steps=10_000,
         mlp_widths=(128, 256, 512, 1024), mlp_steps=5000, eval_every=2000, eval_episodes_per_task=2,
         ablation_width=256, ablation_hypernets=HYPERNET_SIZES, ablation_snippets=(500, 50), checkpoint_every=1000,
@@ -154,7 +155,8 @@ SUBSET_NOTES = {
     ),
     "standard": (
         "trained to competence on 2 CPU cores: 50 demonstrations and 50 evaluation episodes per task; DP rolled out at sizes "
-        "xs and s (m/l/xl: FLOPs only); DDIM-10 for LWD and DP (FLOPs also at DDPM-100); learning curves in cache/metaworld/*-logs"
+        "xs and s (m/l/xl: FLOPs only); DDPM-100 for LWD (one plan per episode), DDIM-10 for DP (FLOPs also at DDPM-100); "
+        "learning curves in cache/metaworld/*-logs"
     ),
     "paper": "full settings; demonstrations, evaluation episodes and gradient steps per stage are our choices (not given by the issue)",
 }
@@ -191,7 +193,8 @@ class Spec:
 def lwd_spec(cfg: dict[str, Any], width: int, hypernet: str, snippet: int, label: str) -> Spec:
     # One policy per episode needs only the task; a policy re-sampled mid-episode needs the state too.
     condition = "task" if snippet >= 500 else "obs+task"
-    scheduler, steps = cfg["sampler"]
+    # LWD samples once per plan (here once per episode), so a profile may give it a finer sampler than DP's.
+    scheduler, steps = cfg.get("lwd_sampler", cfg["sampler"])
     params = dict(
         action_horizon=snippet, snippet_length=snippet, latent_dim=cfg["latent"], latent_length=cfg["latent_length"],
         policy_hidden=[width, width], hypernet_size=hypernet, denoiser_size=cfg["lwd_unet"], condition_on=condition,
@@ -390,7 +393,6 @@ class Runner:
         self.timings.append({"what": "demonstrations", "seconds": time.perf_counter() - start})
         self.data_ids = [d.spec.dataset_id for d in self.datasets]
         self.envs = EvalEnvs(self.cfg["tasks"], self.cfg["copies"])
-        self.flops_steps = [self.cfg["sampler"][1], 100]  # the evaluated sampler's step count, and DDPM-100's
 
     def result_name(self, experiment: str) -> str:
         """File name (no suffix) of an experiment's results: the quick profile's keep their historic names."""
@@ -414,7 +416,7 @@ class Runner:
             else:  # FLOPs depend on the sizes only: one small training step builds the networks
                 probe = Spec(spec.label, spec.family, {**spec.params, "batch_size": 2}, {k: 1 for k in spec.train}, spec.info)
                 agent = probe.build(self.device).learn(self.datasets, progress_bar=False, **probe.train)
-            flops = flops_at(agent, self.flops_steps)
+            flops = flops_at(agent, [spec.params.get("num_inference_steps", 1), 100])  # the evaluated sampler's, DDPM-100's
             row: dict[str, Any] = {"gflops_per_step": flops[0] / 1e9, "gflops_per_step_ddpm100": flops[1] / 1e9}
             if rollout:
                 start = time.perf_counter()
