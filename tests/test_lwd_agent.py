@@ -148,6 +148,19 @@ def test_every_conditioning_mode_trains_and_acts(condition_on, cond_dim, tiny_da
     assert action.shape == (2, 2)
 
 
+def test_default_conditioning_follows_the_data(tiny_datasets):
+    """The default condition_on ("auto") reads the task id when trained on several datasets, as DP
+    and the MLP do, and only the state on one; the config keeps what the user asked for."""
+    kw = dict(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
+    multi = LWDAgent(**kw).learn(tiny_datasets, vae_steps=1, diffusion_steps=1, progress_bar=False)
+    single = LWDAgent(**kw).learn(tiny_datasets[0], vae_steps=1, diffusion_steps=1, progress_bar=False)
+    assert multi.config.condition_on == single.config.condition_on == "auto"
+    assert (multi.conditioning, multi.cond_dim) == ("obs+task", 4)
+    assert (single.conditioning, single.cond_dim) == ("obs", 2)
+    explicit = LWDAgent(**kw, condition_on="obs").learn(tiny_datasets, vae_steps=1, diffusion_steps=1, progress_bar=False)
+    assert (explicit.conditioning, explicit.cond_dim) == ("obs", 2)  # asked for: the task id is ignored
+
+
 def test_learn_accepts_dataset_ids(tiny_datasets):
     agent = LWDAgent(action_horizon=4, latent_dim=16, hypernet_size="xs", policy_hidden=(8,), denoiser_size="xs", num_inference_steps=2, device="cpu")
     assert agent.learn(["lwd/tiny/left-v0", "lwd/tiny/right-v0"], vae_steps=1, diffusion_steps=1, progress_bar=False) is agent

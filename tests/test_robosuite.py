@@ -263,7 +263,7 @@ def test_perturbation_offset_totals_magnitude_within_bounds(agent):
     infos = _rollout(env, 0, 400, actions)[1:]
     received = np.array(fake.received)
     assert np.all(np.abs(received) <= 1.0)
-    totals, rotations, current = [], [], None
+    totals, current = [], None
     for info in infos:
         if info["perturbation_start"]:
             current = np.zeros(6)

@@ -43,7 +43,7 @@ from lwd_gym.validation import sampler as check_sampler
 SelfConfig = TypeVar("SelfConfig", bound="AgentConfig")
 
 #: what a latent diffusion can be conditioned on (``condition_on``)
-CONDITIONS = ("obs", "task", "obs+task", "none")
+CONDITIONS = ("auto", "obs", "task", "obs+task", "none")
 #: which windows the VAE trains on (``vae_windows``): one starting at every step, or only those where plans start
 VAE_WINDOWS = ("all", "plan_starts")
 
@@ -247,7 +247,11 @@ class LatentDiffusionConfig(DiffusionConfig):
     latent_dim: int = _doc(256, "size of the latent z")
     latent_length: int = _doc(16, "the latent is laid out as [latent_dim // latent_length, latent_length] for the denoiser")
     kl_coef: float = _doc(1e-8, "beta_kl, weight of the latent KL term (the paper: 1e-10 ... 1e-6)")
-    condition_on: str = _doc("obs", "what the latent diffusion is conditioned on: 'obs' (the state at the re-sample), 'task' (one-hot id), 'obs+task' or 'none'")
+    condition_on: str = _doc(
+        "auto",
+        "what the latent diffusion is conditioned on: 'obs' (the state at the re-sample), 'task' (one-hot id), 'obs+task' or "
+        "'none'; 'auto' follows the data: 'obs' for one dataset, 'obs+task' for several (one per task), as DP and the MLP read both",
+    )
     vae_lr: float = _doc(3e-4, "learning rate of the VAE")
     vae_epochs: int = _doc(100, "passes over the VAE's snippets unless learn() gets vae_steps (or steps)")
 

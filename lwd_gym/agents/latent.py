@@ -48,16 +48,24 @@ class LatentDiffusionAgent(BaseAgent):
 
     # ------------------------------------------------------------------ networks
     @property
+    def conditioning(self) -> str:
+        """What the diffusion is conditioned on: ``condition_on``, with ``"auto"`` resolved for the
+        data (``"obs+task"`` when trained on several tasks, else ``"obs"``)."""
+        if self.condition_on != "auto":
+            return self.condition_on
+        return "obs+task" if self.num_tasks > 1 else "obs"
+
+    @property
     def cond_dim(self) -> int:
-        dim = self.state_space.shape[0] if "obs" in self.condition_on else 0
-        return dim + (self.num_tasks if "task" in self.condition_on else 0)
+        dim = self.state_space.shape[0] if "obs" in self.conditioning else 0
+        return dim + (self.num_tasks if "task" in self.conditioning else 0)
 
     @abstractmethod
     def _make_vae(self) -> nn.Module:
         """The VAE for the (now known) spaces."""
 
     def _build(self) -> None:
-        if "task" in self.condition_on and self.num_tasks < 2:
+        if "task" in self.conditioning and self.num_tasks < 2:
             raise ValueError(f"condition_on={self.condition_on!r} needs task ids: pass a list of datasets, one per task")
         self.vae = self._make_vae().to(self.device)
         latent_shape = (self.latent_dim // self.latent_length, self.latent_length)
@@ -69,9 +77,9 @@ class LatentDiffusionAgent(BaseAgent):
     def _condition(self, states: torch.Tensor, tasks: torch.Tensor | None) -> torch.Tensor | None:
         """The diffusion condition: normalised state and/or one-hot task id."""
         parts = []
-        if "obs" in self.condition_on:
+        if "obs" in self.conditioning:
             parts.append(states)
-        if "task" in self.condition_on:
+        if "task" in self.conditioning:
             parts.append(F.one_hot(tasks, self.num_tasks).to(states.dtype))
         return torch.cat(parts, dim=-1) if parts else None
 
@@ -131,7 +139,7 @@ class LatentDiffusionAgent(BaseAgent):
         episode's length) would be a wrong plan.  For such an agent, the ``action_horizon`` it
         acts with should be the one it was trained with.
         """
-        return snippets if "obs" in self.condition_on else snippets.starting_every(self.action_horizon)
+        return snippets if "obs" in self.conditioning else snippets.starting_every(self.action_horizon)
 
     def _latent_batches(self, latents: torch.Tensor, conds: dict[str, torch.Tensor]) -> TensorBatches:
         """The diffusion stage's rows: scaled latents in the denoiser's layout, with their conditions."""
