@@ -10,6 +10,10 @@ flipped bit in the weights would load silently; format version 2 therefore store
 of the JSON and of every tensor, checked on load.  Version 3 keeps the JSON and its checksum
 under one metadata key: safetensors writes its metadata map in a random order, so two keys made
 the bytes of the same checkpoint differ from save to save (and broke hash-based caching).
+
+A *pretrained directory* (:func:`save_pretrained_files`, the shape Hugging Face and LeRobot use)
+holds the same two parts as separate files: ``config.json`` (the JSON, with the SHA-256 of the
+tensors) and ``model.safetensors`` (plain safetensors, readable by any safetensors tool).
 """
 from __future__ import annotations
 
@@ -23,13 +27,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 3
 #: versions this code reads (version 1 had no checksum; 2 kept it under a second metadata key).
 READABLE_VERSIONS = (1, 2, 3)
 _META_KEY = "lwd_gym"
 _SHA_KEY = "lwd_gym_sha256"
+#: the files of a pretrained directory
+CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME = "config.json", "model.safetensors", "README.md"
 
 
 def _digest(header: str, tensors: dict[str, torch.Tensor]) -> str:
@@ -100,6 +106,46 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise ValueError(f"{path}: checkpoint format version {version!r} is not supported (this lwd-gym reads versions {READABLE_VERSIONS})")
     if version >= 2 and sha != _digest(raw, tensors):
         raise ValueError(f"{path}: checkpoint is corrupted (its SHA-256 checksum does not match its contents)")
+    return tensors, meta
+
+
+def save_pretrained_files(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` then ``config.json`` into ``directory``, each atomically.
+
+    The config holds the tensors' SHA-256, so a directory left with new weights and an old
+    config by a crash between the two renames fails to load instead of loading mixed files."""
+    directory = Path(directory)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    config = {"format_version": FORMAT_VERSION, **meta, "weights_sha256": _digest("", tensors)}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    return directory
+
+
+def load_pretrained_files(directory: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a directory written by :func:`save_pretrained_files`; never unpickles.
+
+    :raises FileNotFoundError: a file is missing.
+    :raises ValueError: unreadable, of an unknown version, or weights and config do not match.
+    """
+    directory = Path(directory)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory} is not an lwd-gym pretrained directory: no {name}")
+    try:
+        meta = json.loads((directory / CONFIG_NAME).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{directory / CONFIG_NAME}: not valid JSON ({err})") from err
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{directory / CONFIG_NAME}: format version {version!r} is not supported (this lwd-gym reads versions {READABLE_VERSIONS})")
+    try:
+        tensors = load_file(str(directory / WEIGHTS_NAME), device=str(device))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise ValueError(f"{directory / WEIGHTS_NAME} is not a readable safetensors file ({err})") from err
+    if meta.pop("weights_sha256", None) != _digest("", tensors):
+        raise ValueError(f"{directory}: {WEIGHTS_NAME} does not match {CONFIG_NAME} (corrupted, or the two files come from different saves)")
     return tensors, meta
 
 

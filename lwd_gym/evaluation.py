@@ -171,7 +171,7 @@ def _flag(info: dict[str, Any], key: str, n: int) -> np.ndarray:
     return np.asarray(info[key], dtype=bool).reshape(n) & _present(info, key, n)
 
 
-def _check_action_space(agent_space: gym.Space | None, env_space: gym.Space) -> None:
+def check_action_space(agent_space: gym.Space | None, env_space: gym.Space) -> None:
     """The agent's actions fit the env: a Box of the same shape (bounds may differ: actions are
     clipped to the agent's space, which is the one it was trained in)."""
     if agent_space is None:
@@ -221,7 +221,7 @@ def evaluate(
     try:
         if space is not None and space.shape != envs.single_observation_space.shape:
             raise ValueError(f"the agent expects observations of shape {space.shape}, the env gives {envs.single_observation_space.shape}")
-        _check_action_space(getattr(agent, "action_space", None), envs.single_action_space)
+        check_action_space(getattr(agent, "action_space", None), envs.single_action_space)
     except ValueError:
         if owned:
             envs.close()

@@ -7,7 +7,8 @@
   a new plan (LWD: a new generated policy; DP: a new action chunk) when its episode starts and
   every ``action_horizon`` steps; subclasses only implement :meth:`_replan` and :meth:`_act`;
   what it holds per environment is one :class:`~lwd_gym.agents.acting.ActingState`;
-* ``save`` / ``load`` as safetensors + JSON (see :mod:`lwd_gym.checkpoint`).
+* ``save`` / ``load``, ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` and
+  ``get_parameters`` / ``set_parameters`` (:mod:`lwd_gym.agents.persistence`, mixed in).
 
 Observations of a multi-task agent are the dataset's state followed by a one-hot task id
 (the layout the ``TaskId`` wrapper produces), so the task reaches the agent through the
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -25,16 +25,13 @@ from typing import Any, ClassVar, TypeVar
 import gymnasium as gym
 import numpy as np
 import torch
-from minari.serialization import deserialize_space, serialize_space
 from torch import nn
 
-from lwd_gym import distributed
-from lwd_gym._version import __version__
 from lwd_gym.agents.acting import ActingState
 from lwd_gym.agents.config import AgentConfig
 from lwd_gym.agents.learning import Learner, TrainingRun, keeps_agent_on_error
+from lwd_gym.agents.persistence import Persistence
 from lwd_gym.agents.observations import check_episode_start, check_normalisable, check_observation, task_ids
-from lwd_gym.checkpoint import load_checkpoint, load_module_tensors, module_tensors, save_checkpoint
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.nn.diffusion import ConditionalDiffusion
 from lwd_gym.train_log import TrainingLog
@@ -44,7 +41,7 @@ from lwd_gym.wrappers.task_id import with_task_id
 SelfAgent = TypeVar("SelfAgent", bound="BaseAgent")
 
 
-class BaseAgent(Learner, ABC):
+class BaseAgent(Learner, Persistence, ABC):
     """Base class of every agent.
 
     :param config: the agent's hyperparameters, an instance of its :attr:`config_class` (or a
@@ -100,6 +97,7 @@ class BaseAgent(Learner, ABC):
         self._run = TrainingRun()
         #: what the last ``learn`` recorded: per stage, loss per step, validation loss, evaluations
         self.training_log = TrainingLog()
+        self.training_record: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -320,60 +318,6 @@ class BaseAgent(Learner, ABC):
         if self.num_tasks > 1:
             obs = np.concatenate([obs, np.eye(self.num_tasks, dtype=np.float32)[0]])
         return obs[None]
-
-    # ------------------------------------------------------------------ checkpoints
-    def _extra_state(self) -> dict[str, Any]:
-        """JSON-able state beyond config, spaces and normalisers (e.g. latent statistics)."""
-        return {}
-
-    def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        """Inverse of :meth:`_extra_state`."""
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a single-file checkpoint (safetensors weights + JSON config), atomically.
-
-        Under ``torchrun`` only rank 0 writes (every rank holds the same weights).
-        """
-        if not self.is_trained:
-            raise RuntimeError("nothing to save: the agent has not been trained")
-        if not distributed.is_main_process():
-            return
-        meta = {
-            "agent": type(self).__name__,
-            "lwd_gym_version": __version__,
-            "config": self.config.to_dict(),
-            "state_space": serialize_space(self.state_space),
-            "action_space": serialize_space(self.action_space),
-            "num_tasks": self.num_tasks,
-            "normalizers": {"obs": self.obs_normalizer.to_dict(), "action": self.action_normalizer.to_dict()},
-            "extra": self._extra_state(),
-        }
-        tensors = {f"{name}.{k}": v for name, module in self._modules().items() for k, v in module_tensors(module).items()}
-        save_checkpoint(path, tensors, meta)
-
-    @classmethod
-    def load(cls: type[SelfAgent], path: str | os.PathLike, device: str | torch.device = "auto") -> SelfAgent:
-        """Rebuild an agent saved with :meth:`save` (``BaseAgent.load`` picks the saved class)."""
-        device = get_device(device)
-        tensors, meta = load_checkpoint(path, device)
-        try:
-            name = meta["agent"]
-            klass = BaseAgent.agent_classes[name]
-            if not issubclass(klass, cls):
-                raise ValueError(f"{path} holds a {name}, not a {cls.__name__}")
-            agent = klass(config=klass.config_class.from_dict(meta["config"]), device=device)
-            agent._set_spaces(deserialize_space(meta["state_space"]), deserialize_space(meta["action_space"]), meta["num_tasks"])
-            agent.obs_normalizer = Normalizer.from_dict(meta["normalizers"]["obs"])
-            agent.action_normalizer = Normalizer.from_dict(meta["normalizers"]["action"])
-            agent._load_extra_state(meta["extra"])
-            agent._build()
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{path}: checkpoint metadata is incomplete or invalid ({err!r})") from err
-        for module_name, module in agent._modules().items():
-            prefix = module_name + "."
-            load_module_tensors(module, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{path}: '{module_name}'")
-            module.eval()
-        return agent
 
 
 def _config_property(name: str) -> property:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import math
 import os
 from abc import abstractmethod
 from collections.abc import Callable
@@ -99,6 +100,7 @@ class Learner:
         demos = self._prepare(dataset, **options)
         self._run.budgets = budgets
         self._train(demos)
+        self.training_record = training_record(demos, self._run.validation, self.training_log)
         self.reset()
         return self
 
@@ -241,6 +243,12 @@ class Learner:
             return make(self._run.validation)
         except ValueError:  # e.g. every held-out episode shorter than a snippet
             return None
+
+
+def training_record(demos: Demonstrations, validation: Demonstrations | None, log: TrainingLog) -> dict[str, Any]:
+    """What a ``learn`` call trained on and for how long, JSON-able (saved with the agent)."""
+    stages = {stage: {k: (None if math.isnan(v) else v) for k, v in s.items()} for stage, s in log.summary().items()}
+    return {"datasets": list(demos.dataset_ids), "train_episodes": len(demos), "validation_episodes": 0 if validation is None else len(validation), "stages": stages}
 
 
 def keeps_agent_on_error(learn: Callable[..., Any]) -> Callable[..., Any]:

@@ -31,6 +31,8 @@ class Demonstrations:
     action_space: gym.spaces.Box
     num_tasks: int
     seeds: np.ndarray | None = None
+    #: the Minari dataset id of each task, in task order (empty when not built from datasets)
+    dataset_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.seeds is None:
@@ -137,7 +139,10 @@ def load_demonstrations(datasets: minari.MinariDataset | str | Sequence[minari.M
             seeds.append(episode_seeds.get(int(ep.id), -1))
         if len(actions) == n_before:
             raise ValueError(f"dataset {name!r} has no episode with at least one step")
-    return Demonstrations(observations, actions, np.asarray(tasks, dtype=np.int64), obs_space, act_space, len(items), np.asarray(seeds, dtype=np.int64))
+    return Demonstrations(
+        observations, actions, np.asarray(tasks, dtype=np.int64), obs_space, act_space, len(items), np.asarray(seeds, dtype=np.int64),
+        tuple(ds.spec.dataset_id for ds in items),
+    )  # fmt: skip
 
 
 def _episode_seeds(ds: minari.MinariDataset) -> dict[int, int]:
