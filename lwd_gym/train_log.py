@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 #: columns every stage's CSV starts with; a stage's own loss terms (e.g. ``bc``, ``kl``) follow.
-BASE_COLUMNS = ("step", "loss", "lr", "val_loss", "eval_success")
+BASE_COLUMNS = ("step", "loss", "lr", "val_loss", "eval_success", "seconds")
 
 
 @dataclass
@@ -27,8 +27,9 @@ class StageLog:
     """The record of one training stage (``"vae"``, ``"latent-diffusion"``, ``"dp"``, ...).
 
     ``rows[i]`` is gradient step ``i``: ``step`` (1-based), ``loss``, ``lr``, ``val_loss`` (NaN
-    except at validation steps), ``eval_success`` (NaN except at evaluation steps) and the
-    stage's own loss terms.
+    except at validation steps), ``eval_success`` (NaN except at evaluation steps), ``seconds``
+    (the stage's wall-clock at the end of the gradient step, earlier validations and evaluations included, summed
+    over resumed runs) and the stage's own loss terms.
     """
 
     stage: str
@@ -51,6 +52,11 @@ class StageLog:
         val = self.column("val_loss")
         keep = ~np.isnan(val)
         return self.steps[keep], val[keep]
+
+    @property
+    def seconds(self) -> np.ndarray:
+        """Wall-clock of the stage at each step (NaN in logs written before it was recorded)."""
+        return self.column("seconds")
 
     def evaluations(self) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, success rate)`` of the in-training evaluations."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,9 @@ def fit(
         compute = DistributedDataParallel(compute, device_ids=[device] if device.type == "cuda" else None)
     main = distributed.is_main_process()
     bar = tqdm(range(start, steps), desc=desc, disable=not (progress and main), leave=False, initial=start, total=steps)
+    # the stage's wall-clock in the log continues a resumed run's (NaN in a pre-"seconds" history reads as 0)
+    seconds = log.log.rows[-1].get("seconds", 0.0) if log is not None and log.log.rows else 0.0
+    clock = time.perf_counter() - (0.0 if math.isnan(seconds) else seconds)
     try:
         for step in bar:
             if len(order) == 0:  # a new epoch: reshuffle
@@ -213,7 +217,8 @@ def fit(
             losses.append(global_loss.item())
             last = step == steps - 1
             if log is not None:
-                log.append({"step": step + 1, "loss": losses[-1], "lr": lr_used, "val_loss": math.nan, "eval_success": math.nan, **stats})
+                log.append({"step": step + 1, "loss": losses[-1], "lr": lr_used, "val_loss": math.nan, "eval_success": math.nan,
+                            "seconds": time.perf_counter() - clock, **stats})  # fmt: skip
             if validate is not None and ((step + 1) % val_every == 0 or last):
                 model.eval()
                 with torch.no_grad():

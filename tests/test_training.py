@@ -70,6 +70,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_datasets, tmp_path, mo
     assert list(tmp_path.glob("*.safetensors")), "nothing was checkpointed before the interruption"
     resumed = make().learn(tiny_datasets[0], **steps, checkpoint_dir=tmp_path, checkpoint_every=2, progress_bar=False)
     assert_same_weights(reference, resumed)
+    for log in resumed.training_log:  # the wall-clock column continues across the resume
+        assert (np.diff(log.seconds) >= 0).all(), log.stage
     obs = np.zeros((3, 2), np.float32)
     np.testing.assert_array_equal(reference.predict(obs, deterministic=True)[0], resumed.predict(obs, deterministic=True)[0])
 

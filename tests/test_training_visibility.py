@@ -73,6 +73,7 @@ def test_every_stage_writes_one_csv_row_per_step_with_a_validation_column(twenty
         log = agent.training_log[stage]
         assert log.steps.tolist() == list(range(1, steps + 1))
         assert np.isfinite(log.loss).all() and (log.column("lr") > 0).all()
+        assert (np.diff(log.seconds) >= 0).all() and log.seconds[0] >= 0  # the stage's wall-clock, never decreasing
         val_steps, val = log.validation()
         assert val_steps[-1] == steps and np.isfinite(val).all() and len(val) >= 2
         written = StageLog.from_csv(tmp_path / "logs" / f"{stage}.csv")
