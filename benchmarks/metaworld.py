@@ -82,6 +82,7 @@ job on the shared cores made the same pieces 2-15x slower at times):
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import time
@@ -380,8 +381,10 @@ def vae_bc_mse(agent: LWDAgent, datasets: list[Any], n: int = 256) -> float:
 class Runner:
     """What both experiments share: the data, the cache, the evaluation envs and a log of timings."""
 
-    def __init__(self, profile: str, out: str, device: str) -> None:
+    def __init__(self, profile: str, out: str, device: str, sampler: tuple[str, int] | None = None) -> None:
         self.profile, self.cfg, self.device = profile, PROFILES[profile], device
+        #: a probe's sampler: the trained agents act with it instead of their config's (cells named apart)
+        self.sampler = sampler
         self.progress = profile != "tiny"
         if self.cfg["episodes"] % self.cfg["copies"]:
             raise ValueError("episodes per task must be a multiple of the env copies per task (every env runs whole rounds)")
@@ -408,7 +411,11 @@ class Runner:
         """The row of ``spec``: FLOPs (+ rollouts when ``rollout``), cached per cell."""
         key = spec.key(self.data_ids)
         episodes = self.cfg["episodes"]
+        scheduler, steps = spec.params.get("scheduler"), spec.params.get("num_inference_steps")
         name = f"{key}-eval{episodes}-seed{EVAL_SEED}" if rollout else f"{key}-flops"
+        if self.sampler and scheduler:  # a probe: the same trained agent, acting with another sampler
+            scheduler, steps = self.sampler
+            name = f"{key}-{scheduler}{steps}-" + name.removeprefix(f"{key}-")
 
         def compute() -> dict[str, Any]:
             if rollout:
@@ -416,7 +423,9 @@ class Runner:
             else:  # FLOPs depend on the sizes only: one small training step builds the networks
                 probe = Spec(spec.label, spec.family, {**spec.params, "batch_size": 2}, {k: 1 for k in spec.train}, spec.info)
                 agent = probe.build(self.device).learn(self.datasets, progress_bar=False, **probe.train)
-            flops = flops_at(agent, [spec.params.get("num_inference_steps", 1), 100])  # the evaluated sampler's, DDPM-100's
+            if self.sampler and scheduler:
+                agent.scheduler, agent.num_inference_steps = scheduler, steps
+            flops = flops_at(agent, [steps or 1, 100])  # the evaluated sampler's, DDPM-100's
             row: dict[str, Any] = {"gflops_per_step": flops[0] / 1e9, "gflops_per_step_ddpm100": flops[1] / 1e9}
             if rollout:
                 start = time.perf_counter()
@@ -427,7 +436,6 @@ class Runner:
         start = time.perf_counter()
         row, was_cached = cached(self.cells / f"{name}.json", compute)
         self.timings.append({"what": f"cell {spec.label}", "seconds": time.perf_counter() - start, "cached": was_cached})
-        scheduler, steps = spec.params.get("scheduler"), spec.params.get("num_inference_steps")
         base = {"label": spec.label, "agent": spec.family, **spec.info, "sampler": f"{scheduler}-{steps}" if scheduler else None, "key": key}
         return {**base, "success_rate": None, "success_ci95": None, **row}
 
@@ -488,7 +496,8 @@ def run_compute(runner: Runner, out: str, only: Sequence[str] | None = None) -> 
     specs = selected(compute_specs(runner.cfg), only, lambda s: s[0].label)
     rows = [runner.cell(spec, rollout) for spec, rollout in specs]
     if only:  # a part of the sweep: its cells are cached; the full run assembles the results
-        print(common.format_table(rows, [("agent", "label", "{}"), ("success", "success_rate", "{:.1%}"), ("GFLOPs/step", "gflops_per_step", "{:.4g}")]))
+        print(common.format_table(rows, [("agent", "label", "{}"), ("sampler", "sampler", "{}"), ("success", "success_rate", "{:.1%}"),
+                                         ("95% CI", "success_ci95", "[{0[0]:.2f}, {0[1]:.2f}]"), ("GFLOPs/step", "gflops_per_step", "{:.4g}")]))  # fmt: skip
         return {"rows": rows}
     ratio = flops_ratio(rows)
     ref = next((r for r in rows if ratio and r["label"] == ratio["lwd"]), None)
@@ -603,15 +612,27 @@ def plot_hypernet(results: dict[str, Any], out: str, filename: str = "metaworld-
 
 
 # ---------------------------------------------------------------------------- entry point
+def _sampler(text: str) -> tuple[str, int]:
+    scheduler, _, steps = text.partition(",")
+    if scheduler not in ("ddpm", "ddim") or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"expected SCHEDULER,STEPS with SCHEDULER ddpm or ddim, e.g. 'ddpm,100'; got {text!r}")
+    return scheduler, int(steps)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0], profiles=tuple(PROFILES))
     p.add_argument("--experiment", choices=("all", "compute", "hypernet"), default="all", help="compute: Fig 6; hypernet: Fig 8")
     p.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], default=None,
                    help="run only the agents whose label starts with one of these (comma-separated, e.g. 'DP-xs,MLP'): a sweep in parts")  # fmt: skip
+    p.add_argument("--sampler", type=_sampler, default=None, metavar="SCHEDULER,STEPS",
+                   help="a probe, with --only: the agents (trained or loaded as usual) act with this sampler, e.g. 'ddpm,100'; "
+                        "its cells are cached apart and the assembled results keep the profile's samplers")  # fmt: skip
     args = p.parse_args(argv)
+    if args.sampler and not args.only:
+        p.error("--sampler is a probe of some agents: give --only too")
     common.setup(args)
     device = str(get_device(args.device))
-    runner = Runner(args.profile, args.out, device)
+    runner = Runner(args.profile, args.out, device, args.sampler)
     results: dict[str, Any] = {}
     try:
         if args.experiment in ("all", "compute"):

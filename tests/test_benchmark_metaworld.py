@@ -110,6 +110,24 @@ def test_rerun_resumes_from_the_cache(tiny_run, monkeypatch):
     assert again["compute"]["rows"] == results["compute"]["rows"]
 
 
+def test_sampler_probe_evaluates_the_cached_agents_with_another_sampler(tiny_run, monkeypatch):
+    from benchmarks.metaworld import main
+
+    out, results = tiny_run
+    cache = out / "cache" / "metaworld"
+    agents_before = sorted(cache.glob("*.ckpt"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
+    probe = main(["--profile", "tiny", "--out", str(out), "--experiment", "compute", "--only", "DP-xs H32", "--sampler", "ddpm,3"])
+    (row,) = probe["compute"]["rows"]
+    assert row["label"] == "DP-xs H32" and row["sampler"] == "ddpm-3" and _probability(row["success_rate"])
+    assert sorted(cache.glob("*.ckpt")) == agents_before  # the trained agent was loaded, not retrained
+    assert (cache / "cells" / f"{row['key']}-ddpm3-eval1-seed10000.json").exists()  # cached apart from the profile's cell
+    (usual,) = [r for r in results["compute"]["rows"] if r["label"] == "DP-xs H32"]
+    assert usual["sampler"] != "ddpm-3" and row["gflops_per_step"] > usual["gflops_per_step"]  # 3 steps cost more than 2
+    with pytest.raises(SystemExit):
+        main(["--profile", "tiny", "--out", str(out), "--sampler", "ddpm,3"])  # a probe needs --only
+
+
 def test_flops_extrapolation_matches_a_direct_count(tiny_run):
     """``flops_at`` extrapolates from 1 and 2 denoising steps; a direct count at 3 agrees."""
     from benchmarks.metaworld import flops_at
