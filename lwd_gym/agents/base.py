@@ -20,6 +20,7 @@ import copy
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -301,6 +302,14 @@ class BaseAgent(Learner, Persistence, ABC):
         if self.action_horizon == 1:  # every step is a plan
             return float(plan_and_step)
         return (plan_and_step - step) / self.action_horizon + step
+
+    def export_onnx(self, path: str | os.PathLike, observation: np.ndarray | None = None, **kwargs: Any) -> Path:
+        """Write this agent's policy as an ONNX model (raw observation -> raw action); only agents
+        that act with one closed-loop MLP can (``LWDAgent``, ``MLPAgent`` override this)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot be exported to ONNX: it acts through plans (a sampler, action chunks or random draws), "
+            "not one fixed network; export_onnx exports an LWDAgent (one sampled generated policy) or an MLPAgent (the BC MLP)"
+        )
 
     def acting_copy(self: SelfAgent) -> SelfAgent:
         """A copy that shares this agent's networks (and log) but owns every per-environment

@@ -97,6 +97,17 @@ class LWDAgent(LatentDiffusionAgent):
 
         return export_policy(self, path, observation, deterministic=deterministic, seed=seed, write_runner=write_runner)
 
+    def export_onnx(self, path: str | os.PathLike, observation: np.ndarray, *, deterministic: bool = True, seed: int | None = None) -> Path:
+        """Sample one policy for ``observation``, as :meth:`export_policy` does, and write it as an
+        ONNX model mapping raw observations ``[n, obs_dim]`` to raw actions (normalisers and
+        clipping inside; another task's one-hot gives NaN actions); see
+        :func:`lwd_gym.export.onnx_policy_model`.  Needs ``pip install "lwd-gym[onnx]"``."""
+        from lwd_gym.export import sampled_policy_arrays, write_onnx_policy
+
+        arrays = sampled_policy_arrays(self, observation, deterministic=deterministic, seed=seed)
+        meta = {"agent": type(self).__name__, "deterministic": str(deterministic), "seed": str(seed)}
+        return write_onnx_policy(path, arrays, meta)
+
     def _allocate(self, num_envs: int) -> GeneratedPolicies:
         norms = {"in_norm": (self.obs_normalizer.mean, self.obs_normalizer.std), "out_norm": (self.action_normalizer.mean, self.action_normalizer.std)}
         return GeneratedPolicies(torch.zeros(num_envs, self.vae.policy.num_params, device=self.device), HostMLP.zeros(self.vae.policy.sizes, num_envs, **norms))

@@ -1,7 +1,9 @@
 """Behaviour-cloning MLP baseline: one deterministic ``state -> action`` network."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +78,26 @@ class MLPAgent(BaseAgent):
             out_norm = (self.action_normalizer.mean, self.action_normalizer.std)
             self._host_net = HostMLP.from_linears([m for m in self.net if isinstance(m, nn.Linear)], in_norm=in_norm, out_norm=out_norm)
         return self._host_net(obs)
+
+    def export_onnx(self, path: str | os.PathLike, observation: np.ndarray | None = None) -> Path:
+        """Write the BC MLP as an ONNX model mapping raw observations ``[n, obs_dim]`` (with the
+        one-hot task id of a multi-task agent, read as ``predict`` reads it) to raw actions,
+        normalisers and clipping inside; see :func:`lwd_gym.export.onnx_policy_model`.
+        ``observation`` is accepted so every exportable agent is called alike, and unused: the
+        MLP is one fixed policy.  Needs ``pip install "lwd-gym[onnx]"``."""
+        from lwd_gym.export import policy_arrays, write_onnx_policy
+
+        if not self.is_trained:
+            raise ValueError("exporting the MLP needs a trained agent: call learn() or load() first")
+        extra = self.num_tasks if self.num_tasks > 1 else 0  # one-hot task inputs pass unnormalised, as in _act_host
+        arrays = policy_arrays(
+            [(m.weight.detach().cpu().numpy(), m.bias.detach().cpu().numpy()) for m in self.net if isinstance(m, nn.Linear)],
+            obs_norm=(np.r_[self.obs_normalizer.mean, np.zeros(extra)], np.r_[self.obs_normalizer.std, np.ones(extra)]),
+            act_norm=(self.action_normalizer.mean, self.action_normalizer.std),
+            act_bounds=(self.action_space.low, self.action_space.high),
+            obs_dim=self.observation_space.shape[0],
+        )
+        return write_onnx_policy(path, arrays, {"agent": type(self).__name__})
 
     def _replan(self, env_ids: np.ndarray, states: torch.Tensor, tasks: torch.Tensor | None, deterministic: bool) -> None:
         pass  # the policy is fixed: nothing to re-plan
