@@ -32,10 +32,11 @@ training snippets).
 Writes, under ``--out``: ``metaworld-compute.json`` / ``.png`` and ``metaworld-hypernet.json`` /
 ``.png`` (rows with every raw number, per-task success, settings, machine, wall-clock timings), and
 prints markdown tables.  ``--out/minari`` holds the demonstrations (collected once per task and size);
-``--out/cache/metaworld`` holds every trained agent (``.ckpt``; training resumes from ``*-state``
-after an interruption) and every finished evaluation / FLOPs cell (``cells/*.json``), so a rerun
-skips what is done.  Cache keys hash the full configuration: changing a setting retrains only what
-it touches.  Episodes are seeded (evaluation seeds 10000+, demonstrations 0+).
+``--out/cache/metaworld`` holds every trained agent (``.ckpt``, git-ignored; training resumes from
+``*-state`` after an interruption), ``--out/cells/metaworld`` every finished evaluation / FLOPs
+cell (small JSON, committed) and ``--out/logs/metaworld/<key>`` the standard profile's learning
+curves (CSV, committed), so a rerun skips what is done, in another session too.  Keys hash the
+full configuration: changing a setting retrains only what it touches.  Episodes are seeded (evaluation seeds 10000+, demonstrations 0+).
 
 Profiles:
 
@@ -49,7 +50,7 @@ Profiles:
 * ``standard``: agents trained to competence on 2 CPU cores (issue #22), 50 demonstrations and 50
   evaluation episodes per task (Wilson intervals); every agent keeps its learning curves (losses
   per step, in-training success on 2 episodes per task every 2,000 steps) under
-  ``cache/metaworld/<key>-logs``.  LWD: the VAE of ``benchmarks.diagnosis`` (hypernetwork xs,
+  ``logs/metaworld/<key>``.  LWD: the VAE of ``benchmarks.diagnosis`` (hypernetwork xs,
   whole episodes, batch 32, 2,000 steps) with the denoiser its diffusion probe found (UNet m,
   6,000 steps, sampled with DDPM-100: once per episode, so ~0.01 GFLOP per step amortised); DP:
   batch 256, lr 3e-4, 10,000 steps, DDIM-10; MLP: batch 256, lr 1e-3, 5,000 steps.  Hours on this machine: run it in parts with ``--only`` (e.g.
@@ -128,7 +129,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     ),
     # Trained to competence on 2 CPU cores (issue #22): every agent keeps its learning curves
     # (training / validation loss per step, success on 2 in-training episodes per task every
-    # `eval_every` steps, seeds apart from the test seeds) under cache/metaworld/<key>-logs.
+    # `eval_every` steps, seeds apart from the test seeds) under logs/metaworld/<key>.
     "standard": dict(
         tasks=PAPER_TASKS, demos=50, episodes=50, copies=10, latent=256, latent_length=16, batch=32, dp_batch=256, mlp_batch=256,
         vae_lr=3e-4, diffusion_lr=3e-4, dp_lr=3e-4, mlp_lr=1e-3, sampler=("ddim", 10), lwd_sampler=("ddpm", 100),
@@ -157,7 +158,7 @@ SUBSET_NOTES = {
     "standard": (
         "trained to competence on 2 CPU cores: 50 demonstrations and 50 evaluation episodes per task; DP rolled out at sizes "
         "xs and s (m/l/xl: FLOPs only); DDPM-100 for LWD (one plan per episode), DDIM-10 for DP (FLOPs also at DDPM-100); "
-        "learning curves in cache/metaworld/*-logs"
+        "learning curves in logs/metaworld/<key>"
     ),
     "paper": "full settings; demonstrations, evaluation episodes and gradient steps per stage are our choices (not given by the issue)",
 }
@@ -260,7 +261,7 @@ def demonstrations(tasks: Sequence[str], n: int, cells: Path, progress: bool) ->
     return datasets, expert
 
 
-def trained(spec: Spec, datasets: list[Any], cache: Path, key: str, device: str, cfg: dict[str, Any], progress: bool) -> BaseAgent:
+def trained(spec: Spec, datasets: list[Any], cache: Path, logs: Path, key: str, device: str, cfg: dict[str, Any], progress: bool) -> BaseAgent:
     """The agent of ``spec``: loaded from the cache, or trained (resumably) and cached."""
     ckpt = cache / f"{key}.ckpt"
     if ckpt.exists():
@@ -269,7 +270,7 @@ def trained(spec: Spec, datasets: list[Any], cache: Path, key: str, device: str,
     options: dict[str, Any] = {}
     if "eval_every" in cfg:  # learning curves: losses per step, and success while training (seeds apart from the test's)
         envs = EvalEnvs(cfg["tasks"], 1)
-        options = dict(log_dir=cache / f"{key}-logs", eval_env=envs.get(), eval_every=cfg["eval_every"],
+        options = dict(log_dir=logs / key, eval_env=envs.get(), eval_every=cfg["eval_every"],
                        n_eval_episodes=cfg["eval_episodes_per_task"] * len(cfg["tasks"]))  # fmt: skip
     try:
         agent = spec.build(device).learn(datasets, checkpoint_dir=state, checkpoint_every=cfg["checkpoint_every"], progress_bar=progress, **spec.train, **options)
@@ -388,8 +389,12 @@ class Runner:
         self.progress = profile != "tiny"
         if self.cfg["episodes"] % self.cfg["copies"]:
             raise ValueError("episodes per task must be a multiple of the env copies per task (every env runs whole rounds)")
+        # Trained agents are large and stay local (cache/, git-ignored); what a result is made of is
+        # small and committed, so a sweep run in parts across sessions keeps its finished cells
+        # and learning curves even where its agents are gone.
         self.cache = Path(out) / "cache" / "metaworld"
-        self.cells = self.cache / "cells"
+        self.cells = Path(out) / "cells" / "metaworld"
+        self.logs = Path(out) / "logs" / "metaworld"
         self.timings: list[dict[str, Any]] = []
         start = time.perf_counter()
         self.datasets, self.expert_success = demonstrations(self.cfg["tasks"], self.cfg["demos"], self.cells, self.progress)
@@ -403,7 +408,7 @@ class Runner:
 
     def agent(self, spec: Spec) -> BaseAgent:
         start = time.perf_counter()
-        agent = trained(spec, self.datasets, self.cache, spec.key(self.data_ids), self.device, self.cfg, self.progress)
+        agent = trained(spec, self.datasets, self.cache, self.logs, spec.key(self.data_ids), self.device, self.cfg, self.progress)
         self.timings.append({"what": f"train/load {spec.label}", "seconds": time.perf_counter() - start})
         return agent
 

@@ -100,7 +100,7 @@ def test_rerun_resumes_from_the_cache(tiny_run, monkeypatch):
 
     out, results = tiny_run
     cache = out / "cache" / "metaworld"
-    assert list(cache.glob("*.ckpt")) and list((cache / "cells").glob("*.json"))
+    assert list(cache.glob("*.ckpt")) and list((out / "cells" / "metaworld").glob("*.json"))
     assert not list(cache.glob("*-state"))  # resumable-training state goes once the agent is saved
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
     again = main(["--profile", "tiny", "--out", str(out), "--experiment", "compute"])
@@ -121,7 +121,7 @@ def test_sampler_probe_evaluates_the_cached_agents_with_another_sampler(tiny_run
     (row,) = probe["compute"]["rows"]
     assert row["label"] == "DP-xs H32" and row["sampler"] == "ddpm-3" and _probability(row["success_rate"])
     assert sorted(cache.glob("*.ckpt")) == agents_before  # the trained agent was loaded, not retrained
-    assert (cache / "cells" / f"{row['key']}-ddpm3-eval1-seed10000.json").exists()  # cached apart from the profile's cell
+    assert (out / "cells" / "metaworld" / f"{row['key']}-ddpm3-eval1-seed10000.json").exists()  # cached apart from the profile's cell
     (usual,) = [r for r in results["compute"]["rows"] if r["label"] == "DP-xs H32"]
     assert usual["sampler"] != "ddpm-3" and row["gflops_per_step"] > usual["gflops_per_step"]  # 3 steps cost more than 2
     with pytest.raises(SystemExit):
