@@ -124,15 +124,34 @@ def synthetic_dataset(dataset_id: str, obs_dim: int, act_dim: int, episodes: int
     return minari.create_dataset_from_buffers(dataset_id, buffers, observation_space=obs_space, action_space=act_space)
 
 
-def demonstrations(source: str, num_episodes: int, seed: int = 0, *, progress: bool = True):
+#: what collect() said about a dataset it wrote (the expert's success rate), kept in the Minari
+#: dataset's own folder so it goes when the dataset goes
+COLLECT_RECORD = "lwd_gym_collect.json"
+
+
+def demonstrations(source: str, num_episodes: int, seed: int = 0, *, dataset_id: str | None = None, progress: bool = True):
     """The Minari dataset of ``num_episodes`` expert episodes of demo source ``source`` (see
     :func:`lwd_gym.data.sources.collect`), collected once and then loaded: its id names the
-    request, so benchmarks asking for the same data share it."""
+    request (unless ``dataset_id`` is given), so benchmarks asking for the same data share it.
+    Every benchmark gets its demonstrations here; ``expert_success(dataset)`` is the expert's
+    success rate over all the episodes it rolled (kept or not)."""
     import minari
+    from minari.storage import get_dataset_path
 
     from lwd_gym.data.sources import collect
 
-    dataset_id = f"bench/{source.replace('/', '-')}-{num_episodes}ep-seed{seed}-v0"
-    if dataset_id in minari.list_local_datasets():
+    dataset_id = dataset_id or f"bench/{source.replace('/', '-')}-{num_episodes}ep-seed{seed}-v0"
+    record = get_dataset_path(dataset_id) / COLLECT_RECORD
+    if dataset_id in minari.list_local_datasets() and record.exists():
         return minari.load_dataset(dataset_id)
-    return collect(source, num_episodes, seed, dataset_id=dataset_id, progress=progress)[0]
+    dataset, success = collect(source, num_episodes, seed, dataset_id=dataset_id, progress=progress)
+    text = json.dumps({"source": source, "episodes": num_episodes, "seed": seed, "expert_success": success})
+    atomic_write(record, lambda tmp: Path(tmp).write_text(text))
+    return dataset
+
+
+def expert_success(dataset: Any) -> float:
+    """The success rate :func:`demonstrations` recorded for the expert that wrote ``dataset``."""
+    from minari.storage import get_dataset_path
+
+    return float(json.loads((get_dataset_path(dataset.spec.dataset_id) / COLLECT_RECORD).read_text())["expert_success"])

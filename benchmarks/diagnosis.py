@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cache = out / "cache" / "diagnosis"
     cache.mkdir(parents=True, exist_ok=True)
     tasks = list(cfg["tasks"])
-    datasets, expert = demonstrations(tasks, cfg["demos"], cache / "cells", progress)
+    datasets, expert = demonstrations(tasks, cfg["demos"], progress)
     params, train = agent_params(cfg), dict(vae_steps=cfg["vae_steps"], diffusion_steps=cfg["diffusion_steps"])
     config = LWDConfig(**params)
     key = common.cache_key("lwd-task", config, train, {"tasks": tasks, "demos": cfg["demos"]})

@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
     if args.inference_steps is not None:
         agent.num_inference_steps = args.inference_steps
     tasks = list(PAPER_TASKS)
-    datasets, _ = demonstrations(tasks, 50, cache / "cells", False)
+    datasets, _ = demonstrations(tasks, 50, False)
     snippets = SnippetDataset(load_demonstrations(datasets), agent.snippet_length, agent.obs_normalizer, agent.action_normalizer)
 
     def sampled_success(episodes: int) -> float:

@@ -72,7 +72,11 @@ PROFILES = {
 
 def lift_dataset(episodes_per_operator: int, progress: bool) -> Any:
     """A Lift dataset with the first ``episodes_per_operator`` successful episodes of every
-    operator: reused from ``DATASET_ID`` when it holds enough, else collected anew (and saved)."""
+    operator: reused from ``DATASET_ID`` when it holds enough, else collected anew (and saved).
+
+    The one benchmark dataset not from :func:`common.demonstrations`: it fixes the operator per
+    block of episodes (a ``collect`` source draws one per episode), so a longer collection
+    starts with the same episodes and a shorter request reuses its prefix."""
     import minari
 
     from lwd_gym.envs.robosuite import OPERATORS

@@ -241,24 +241,11 @@ def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str,
     return value, False
 
 
-def demonstrations(tasks: Sequence[str], n: int, cells: Path, progress: bool) -> tuple[list[Any], dict[str, float]]:
-    """One expert dataset per task (collected once, then loaded) and the expert's success rates."""
-    import minari
-
-    from lwd_gym.data.sources import collect
-
-    datasets, expert = [], {}
-    for task in tasks:
-        dataset_id = f"bench/metaworld-{task}/expert{n}-v0"
-        if dataset_id not in minari.list_local_datasets():
-            (cells / f"collect-{task}-{n}.json").unlink(missing_ok=True)  # the dataset went: its record too
-        record, _ = cached(
-            cells / f"collect-{task}-{n}.json",
-            lambda: {"dataset_id": dataset_id, "expert_success": collect(f"metaworld/{task}", n, seed=0, dataset_id=dataset_id, progress=progress)[1]},
-        )
-        datasets.append(minari.load_dataset(dataset_id))
-        expert[task] = record["expert_success"]
-    return datasets, expert
+def demonstrations(tasks: Sequence[str], n: int, progress: bool) -> tuple[list[Any], dict[str, float]]:
+    """One expert dataset per task (:func:`common.demonstrations`: collected once, then loaded)
+    and the expert's success rates."""
+    datasets = [common.demonstrations(f"metaworld/{task}", n, seed=0, dataset_id=f"bench/metaworld-{task}/expert{n}-v0", progress=progress) for task in tasks]
+    return datasets, {task: common.expert_success(d) for task, d in zip(tasks, datasets)}
 
 
 def trained(spec: Spec, datasets: list[Any], cache: Path, logs: Path, key: str, device: str, cfg: dict[str, Any], progress: bool) -> BaseAgent:
@@ -397,7 +384,7 @@ class Runner:
         self.logs = Path(out) / "logs" / "metaworld"
         self.timings: list[dict[str, Any]] = []
         start = time.perf_counter()
-        self.datasets, self.expert_success = demonstrations(self.cfg["tasks"], self.cfg["demos"], self.cells, self.progress)
+        self.datasets, self.expert_success = demonstrations(self.cfg["tasks"], self.cfg["demos"], self.progress)
         self.timings.append({"what": "demonstrations", "seconds": time.perf_counter() - start})
         self.data_ids = [d.spec.dataset_id for d in self.datasets]
         self.envs = EvalEnvs(self.cfg["tasks"], self.cfg["copies"])

@@ -39,17 +39,10 @@ def trained_agent(env: str, profile: str, out: str, device: str) -> tuple[BaseAg
         agent = LWDAgent(action_horizon=16, latent_dim=64, hypernet_size="xs", policy_hidden=(256, 256), denoiser_size="xs", vae_lr=1e-3,
                          diffusion_lr=3e-3, vae_epochs=10, diffusion_epochs=10, device=device, seed=0)  # fmt: skip
         episodes, steps = 100 if profile != "tiny" else 2, dict(vae_steps=2, diffusion_steps=2) if profile == "tiny" else {}
-    cache = Path(out) / "cache" / f"{common.cache_key(f'samplers-{env}-{profile}', agent.config, steps, {'episodes': episodes})}.ckpt"
+    cache = Path(out) / "cache" / f"{common.cache_key(f'samplers-{env}-{profile}', agent.config, steps, {'source': env, 'episodes': episodes, 'seed': 0})}.ckpt"
     if cache.exists():
         return BaseAgent.load(cache, device=device), env_id
-    if env == "bimodal":
-        from lwd_gym.envs import make_bimodal_dataset
-
-        dataset = make_bimodal_dataset(episodes, seed=0, progress=False)
-    else:
-        from lwd_gym.data.sources import collect
-
-        dataset, _ = collect("pusht", episodes, seed=0, progress=profile != "tiny")
+    dataset = common.demonstrations(env, episodes, seed=0, progress=profile != "tiny")  # the "bimodal" / "pusht" collect sources
     steps.setdefault("progress_bar", profile != "tiny")
     agent.learn(dataset, checkpoint_dir=cache.parent / f"{cache.stem}-state", **steps)
     agent.save(cache)

@@ -99,3 +99,21 @@ def test_cache_keys_name_every_field_of_the_config_and_the_budget():
         cache_key("lwd", LWDConfig(action_horizon=16), {"vae_steps": 10}, ["e"]),
     }
     assert base not in others and len(others) == 3 and base.startswith("lwd-")
+
+
+def test_demonstrations_are_collected_once_with_the_experts_success(monkeypatch):
+    """Every benchmark gets its data from common.demonstrations: the first call collects and
+    records the expert's success rate in the dataset's folder, the next ones only load."""
+    import lwd_gym.data.sources as sources
+    from benchmarks import common
+
+    dataset = common.demonstrations("bimodal", 3, seed=5, progress=False)
+    assert dataset.total_episodes == 3 and dataset.spec.dataset_id == "bench/bimodal-3ep-seed5-v0"
+    assert common.expert_success(dataset) == 1.0  # the scripted two-paths expert never fails
+
+    def no_collect(*args, **kwargs):
+        raise AssertionError("collected again")
+
+    monkeypatch.setattr(sources, "collect", no_collect)
+    again = common.demonstrations("bimodal", 3, seed=5, progress=False)
+    assert again.spec.dataset_id == dataset.spec.dataset_id and common.expert_success(again) == 1.0
