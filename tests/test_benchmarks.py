@@ -117,3 +117,31 @@ def test_demonstrations_are_collected_once_with_the_experts_success(monkeypatch)
     monkeypatch.setattr(sources, "collect", no_collect)
     again = common.demonstrations("bimodal", 3, seed=5, progress=False)
     assert again.spec.dataset_id == dataset.spec.dataset_id and common.expert_success(again) == 1.0
+
+
+def test_competence_reads_the_sweeps_curves_and_runs_the_clock_across_stages(tmp_path):
+    """benchmarks.competence trains nothing: from hand-made logs, a two-stage agent's curve starts
+    after its first stage's wall-clock, and the time to 90 % is the first evaluation at or above it."""
+    from benchmarks.competence import main
+    from lwd_gym.train_log import StageLog
+
+    nan = float("nan")
+    lwd = tmp_path / "logs" / "metaworld" / "lwd-256x256-xs-500-abc"
+    lwd.mkdir(parents=True)
+    StageLog("vae", [{"step": i, "loss": 1.0, "seconds": 10.0 * i} for i in (1, 2, 3)]).to_csv(lwd / "vae.csv")
+    rows = [{"step": i, "loss": 1.0, "seconds": 5.0 * i, "eval_success": {2: 0.5, 4: 0.95, 6: 0.85}.get(i, nan)} for i in range(1, 7)]
+    StageLog("latent-diffusion", rows).to_csv(lwd / "latent-diffusion.csv")
+    old = tmp_path / "logs" / "metaworld" / "mlp-128x128-1-def"  # a log from before the seconds column
+    old.mkdir(parents=True)
+    StageLog("bc", [{"step": i, "loss": 1.0, "eval_success": 1.0 if i == 2 else nan} for i in (1, 2)]).to_csv(old / "bc.csv")
+    (tmp_path / "cells" / "metaworld").mkdir(parents=True)
+    (tmp_path / "cells" / "metaworld" / "lwd-256x256-xs-500-abc-eval500-seed10000.json").write_text(
+        json.dumps({"success_rate": 0.93, "success_ci95": [0.9, 0.95], "episodes": 500}))
+
+    results = main(["--out", str(tmp_path)])
+    by_key = {r["key"]: r for r in results["rows"]}
+    lwd_row, mlp_row = by_key["lwd-256x256-xs-500-abc"], by_key["mlp-128x128-1-def"]
+    assert [p["seconds"] for p in lwd_row["points"]] == [30.0 + 10.0, 30.0 + 20.0, 30.0 + 30.0]  # after the VAE's 30 s
+    assert lwd_row["seconds_to_target"] == 50.0 and lwd_row["train_seconds"] == 60.0 and lwd_row["test_success"] == 0.93
+    assert mlp_row["timed"] is False and mlp_row["seconds_to_target"] is None and mlp_row["test_success"] is None
+    assert (tmp_path / "competence-metaworld.png").read_bytes()[:8] == PNG_MAGIC
