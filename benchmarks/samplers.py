@@ -26,19 +26,26 @@ SETTINGS = {
 }
 SETTINGS["paper"] = SETTINGS["quick"] + [("ddim", 50), ("dpmsolver++", 20)]
 EPISODES = {"tiny": 4, "quick": 100, "paper": 500}
+#: the one table of this benchmark's agents, per env: config, demonstrations per profile, budget
+#: (None: the config's epochs; the two-paths agent is the demo's, hyperparameters from lwd_gym.demo)
+AGENTS: dict[str, dict[str, Any]] = {
+    "bimodal": dict(config=None, episodes={"tiny": 10, "quick": 200, "paper": 200}, steps=dict(DEMO_STEPS["LWD"])),
+    "pusht": dict(
+        config=dict(action_horizon=16, latent_dim=64, hypernet_size="xs", policy_hidden=(256, 256), denoiser_size="xs", vae_lr=1e-3,
+                    diffusion_lr=3e-3, vae_epochs=10, diffusion_epochs=10, seed=0),
+        episodes={"tiny": 2, "quick": 100, "paper": 100}, steps={},
+    ),
+}  # fmt: skip
+TINY_STEPS = dict(vae_steps=2, diffusion_steps=2)
 
 
 def trained_agent(env: str, profile: str, out: str, device: str) -> tuple[BaseAgent, str]:
     """The LWD agent for ``env`` (trained once, then loaded from the cache, named by its full
     config, budget and data) and the env id to run."""
     env_id = {"bimodal": "lwd_gym/Bimodal-v0", "pusht": "gym_pusht/PushT-v0"}[env]
-    if env == "bimodal":
-        agent, episodes = demo_agents(seed=0, device=device)["LWD"], 200 if profile != "tiny" else 10
-        steps = dict(vae_steps=2, diffusion_steps=2) if profile == "tiny" else dict(DEMO_STEPS["LWD"])
-    else:
-        agent = LWDAgent(action_horizon=16, latent_dim=64, hypernet_size="xs", policy_hidden=(256, 256), denoiser_size="xs", vae_lr=1e-3,
-                         diffusion_lr=3e-3, vae_epochs=10, diffusion_epochs=10, device=device, seed=0)  # fmt: skip
-        episodes, steps = 100 if profile != "tiny" else 2, dict(vae_steps=2, diffusion_steps=2) if profile == "tiny" else {}
+    table = AGENTS[env]
+    agent = demo_agents(seed=0, device=device)["LWD"] if table["config"] is None else LWDAgent(table["config"], device=device)
+    episodes, steps = table["episodes"][profile], dict(TINY_STEPS if profile == "tiny" else table["steps"])
     cache = Path(out) / "cache" / f"{common.cache_key(f'samplers-{env}-{profile}', agent.config, steps, {'source': env, 'episodes': episodes, 'seed': 0})}.ckpt"
     if cache.exists():
         return BaseAgent.load(cache, device=device), env_id
