@@ -13,9 +13,13 @@ import gymnasium
 def _demo(args: argparse.Namespace) -> int:
     from lwd_gym.demo import format_table, run_demo
 
-    rows = run_demo(seed=args.seed, num_demos=args.demos, eval_episodes=args.episodes, device=args.device, out_dir=args.out)
+    if args.plot is not None:
+        _writable_file(args.plot, "--plot")
+    rows = run_demo(seed=args.seed, num_demos=args.demos, eval_episodes=args.episodes, device=args.device, out_dir=args.out, plot=args.plot)
     print(f"\nTwo-paths environment, {args.episodes} evaluation episodes, seed {args.seed}:\n")
     print(format_table(rows))
+    if args.plot is not None:
+        print(f"\nwrote {args.plot}")
     return 0
 
 
@@ -103,6 +107,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.json:
         _writable_file(args.json, "--json")
+    if args.video is not None:
+        _writable_dir(Path(args.video), "--video", args.video)
+    elif args.n_videos is not None:
+        raise ValueError("--n-videos needs --video DIR (the directory to write the videos in)")
     agent = BaseAgent.load(args.checkpoint, device=args.device)
     if args.action_horizon is not None:
         agent.action_horizon = args.action_horizon
@@ -112,14 +120,20 @@ def _eval(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.checkpoint} holds a {agent.num_tasks}-task agent: pass --task-id")
         import gymnasium as gym
 
+        render = {"render_mode": "rgb_array"} if args.video is not None else {}
+
         def env() -> gym.Env:  # the agent reads its task from a one-hot appended to the observation
-            return TaskId(gym.make(args.env), args.task_id, agent.num_tasks)
+            return TaskId(gym.make(args.env, **render), args.task_id, agent.num_tasks)
 
         env.__name__ = f"{args.env}[task {args.task_id}]"
     result = evaluate(
-        agent, env, args.episodes, seed=args.seed, n_envs=args.n_envs, deterministic=args.deterministic, progress=not args.quiet
-    )
+        agent, env, args.episodes, seed=args.seed, n_envs=args.n_envs, deterministic=args.deterministic, progress=not args.quiet,
+        video_dir=args.video, n_videos=args.n_videos,
+    )  # fmt: skip
     print(result)
+    videos = [e["video"] for e in result.episodes if "video" in e]
+    if videos:
+        print(f"wrote {len(videos)} video(s) of episodes 0-{len(videos) - 1} to {os.path.dirname(videos[0])}")
     if args.json:
         result.to_json(args.json)
         print(f"wrote {args.json}")
@@ -135,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--episodes", type=int, default=100, help="evaluation episodes per agent")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--out", default=None, help="directory to save the trained checkpoints in")
+    demo.add_argument("--plot", default=None, metavar="PNG", help="also draw the evaluation episodes' paths into this PNG file")
     demo.set_defaults(func=_demo)
     col = sub.add_parser("collect", help="roll a scripted expert in ENV and write a local Minari dataset")
     col.add_argument("env", nargs="?", help="demonstration source, e.g. bimodal, metaworld/reach (see --list)")
@@ -175,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--deterministic", action="store_true")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", default=None, help="also write the EvalResult (with every episode) to this JSON file")
+    ev.add_argument("--video", default=None, metavar="DIR", help="record the first episodes as MP4 files in DIR (needs lwd-gym[video] and an env that renders rgb_array)")
+    ev.add_argument("--n-videos", type=int, default=None, metavar="K", help="episodes to record with --video (default 1; at most --episodes)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
     args = parser.parse_args(argv)

@@ -5,6 +5,14 @@ Episode ``k`` is always reset with seed ``seed + k`` and, when the agent support
 number, so results do not depend on how many envs run in parallel or which env ran which
 episode (vector envs' autoreset would otherwise re-seed nothing and hand episodes to whichever
 env finishes first).  Envs run with autoreset disabled and are reset explicitly.
+
+With ``video_dir``, the first ``n_videos`` episodes are recorded as MP4 files by Gymnasium's
+:class:`~gymnasium.wrappers.RecordVideo` (which writes through moviepy, the ``video`` extra).
+Only the last env of the vector env is wrapped (``AsyncVectorEnv`` builds a throwaway copy of
+the first in this process to read its spaces), and it runs episodes ``0 .. n_videos - 1`` in
+order before it takes any other (the other envs start at episode ``n_videos``); since every
+episode is seeded by its index, this changes no result, and the recorder's own episode counter
+equals the evaluation's episode index, so ``eval-episode-<k>.mp4`` is episode ``k``.
 """
 from __future__ import annotations
 
@@ -18,9 +26,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers import RecordVideo
 from tqdm.auto import tqdm
 
-from lwd_gym.validation import positive_int
+from lwd_gym.validation import integer, positive_int
 
 EnvLike = str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
 
@@ -112,33 +121,117 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _make_vector_env(env: EnvLike, n_envs: int, vectorization: str, env_kwargs: dict[str, Any]) -> tuple[gym.vector.VectorEnv, str, bool]:
-    """``(vector env with autoreset disabled, a name for it, whether we own (and close) it)``."""
+#: File name prefix of the recorded videos: RecordVideo writes ``eval-episode-<k>.mp4``.
+VIDEO_PREFIX = "eval"
+
+
+def video_path(video_dir: str | os.PathLike, episode: int) -> str:
+    """Where :func:`evaluate` writes the video of ``episode`` (an absolute path)."""
+    return os.path.join(os.path.abspath(video_dir), f"{VIDEO_PREFIX}-episode-{episode}.mp4")
+
+
+def _require_moviepy() -> None:
+    """RecordVideo writes MP4s through moviepy; fail before any env is built if it is missing."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError as err:
+        raise ImportError("recording evaluation videos needs moviepy: pip install 'lwd-gym[video]'") from err
+
+
+def _checked_rendering_env(make: Callable[[], gym.Env], what: str, *, from_id: bool = False, owned: bool = True) -> gym.Env:
+    """``make()``, checked to render RGB images (``render_mode="rgb_array"``), else a ValueError
+    naming the env (``what``); the env is reset once to check that ``render()`` returns an image.
+
+    :param from_id: ``make`` is ``gymnasium.make(id, render_mode="rgb_array")``: its errors (an
+        env that takes no ``render_mode``) become that ValueError too.
+    :param owned: close the env when it fails the check (not a caller's env instance).
+    """
+    try:
+        probe = make()
+    except (ValueError, TypeError, gym.error.Error) as err:
+        if not from_id:
+            raise
+        raise ValueError(f"recording videos needs {what}, which fails: {err}") from err
+    try:
+        mode = getattr(probe, "render_mode", None)
+        if mode != "rgb_array":
+            hint = "" if from_id else " (make it with render_mode='rgb_array')"
+            raise ValueError(f"recording videos needs render_mode='rgb_array'; {what} has render_mode={mode!r}{hint}")
+        probe.reset()
+        frame = probe.render()
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3:
+            got = f"an array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise ValueError(f"recording videos needs RGB frames (H, W, 3) from render(); {what} returned {got}")
+    except Exception:
+        if owned:
+            probe.close()
+        raise
+    return probe
+
+
+def _recorder(env: gym.Env, video_dir: str | os.PathLike, n_videos: int) -> RecordVideo:
+    """``env`` recording its first ``n_videos`` episodes (whole episodes, one file each)."""
+    return RecordVideo(env, os.fspath(video_dir), episode_trigger=lambda k: k < n_videos, name_prefix=VIDEO_PREFIX)
+
+
+def _make_vector_env(
+    env: EnvLike, n_envs: int, vectorization: str, env_kwargs: dict[str, Any], video: tuple[str | os.PathLike, int] | None = None
+) -> tuple[gym.vector.VectorEnv, str, bool, RecordVideo | None]:
+    """``(vector env with autoreset disabled, a name for it, whether we own (and close) it,
+    the recording env of a given env instance, which evaluate() must finish itself)``.
+
+    ``video = (video_dir, n_videos)`` wraps the last env in RecordVideo, checked to render first.
+    """
     disabled = {"autoreset_mode": gym.vector.AutoresetMode.DISABLED}
     if isinstance(env, gym.vector.VectorEnv):
+        if video is not None:
+            raise ValueError(
+                "video_dir: evaluate() records by wrapping one env in gymnasium's RecordVideo, which a given "
+                "VectorEnv's envs can't be; pass an env id, a factory or a gymnasium.Env"
+            )
         if env.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.DISABLED:
             raise ValueError(
                 "evaluate() seeds every episode itself and needs a vector env built with "
                 "autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED (or pass an env id or a factory)"
             )
-        return env, getattr(env.spec, "id", None) or type(env).__name__, False
+        return env, getattr(env.spec, "id", None) or type(env).__name__, False, None
     if isinstance(env, gym.Env):
         if n_envs != 1:
             raise ValueError(f"a single env instance runs one episode at a time: pass n_envs=1 (got {n_envs}) or an env id / factory")
-        return gym.vector.SyncVectorEnv([lambda: env], **disabled), getattr(env.spec, "id", None) or type(env).__name__, False
+        name = getattr(env.spec, "id", None) or type(env).__name__
+        if video is None:
+            return gym.vector.SyncVectorEnv([lambda: env], **disabled), name, False, None
+        recorder = _recorder(_checked_rendering_env(lambda: env, f"the env {name}", owned=False), *video)
+        return gym.vector.SyncVectorEnv([lambda: recorder], **disabled), name, False, recorder
     if isinstance(env, str):
         name, factory = env, lambda: gym.make(env, **env_kwargs)
+        render_factory = lambda: gym.make(env, **{"render_mode": "rgb_array", **env_kwargs})
     elif callable(env):
         name, factory = getattr(env, "__name__", "env"), env
+        render_factory = env
     else:
         raise TypeError(f"env must be an env id, a gymnasium.Env, a factory or a gymnasium VectorEnv, got {type(env).__name__}")
-    if vectorization == "auto":
+    if vectorization not in ("auto", "sync", "async"):
+        raise ValueError(f"vectorization must be 'auto', 'sync' or 'async', got {vectorization!r}")
+    if video is not None:
+        # Built and checked first, in this process, so that an env that cannot render fails before anything runs.
+        if isinstance(env, str):
+            probe = _checked_rendering_env(render_factory, f"gymnasium.make({env!r}, render_mode='rgb_array')", from_id=True)
+        else:
+            probe = _checked_rendering_env(render_factory, f"the env from factory {name}")
+    if video is not None and n_envs == 1:
+        vectorization = "sync"  # a lone recorded env gains nothing from a subprocess (whose throwaway copy would record too)
+    elif vectorization == "auto":
         vectorization = "async" if n_envs > 1 and (os.cpu_count() or 1) > 1 and _is_slow(factory) else "sync"
-    if vectorization == "sync":
-        return gym.vector.SyncVectorEnv([factory] * n_envs, **disabled), name, True
-    if vectorization == "async":
-        return gym.vector.AsyncVectorEnv([factory] * n_envs, **disabled), name, True
-    raise ValueError(f"vectorization must be 'auto', 'sync' or 'async', got {vectorization!r}")
+    factories = [factory] * n_envs
+    if video is not None:
+        if vectorization == "sync":
+            factories[-1] = lambda: _recorder(probe, *video)
+        else:  # the subprocess builds its own
+            probe.close()
+            factories[-1] = lambda: _recorder(render_factory(), *video)
+    vector_class = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
+    return vector_class(factories, **disabled), name, True, None
 
 
 def _is_slow(factory: Callable[[], gym.Env], threshold_s: float = 5e-4) -> bool:
@@ -195,6 +288,8 @@ def evaluate(
     info_keys: Sequence[str] = (),
     count_flops: bool = True,
     progress: bool = True,
+    video_dir: str | os.PathLike | None = None,
+    n_videos: int | None = None,
 ) -> EvalResult:
     """Run ``n_episodes`` seeded episodes of ``agent.predict`` and summarise them.
 
@@ -210,12 +305,27 @@ def evaluate(
     :param info_keys: ``info`` keys whose value at an episode's last step goes in its record.
     :param count_flops: measure FLOPs per step (:meth:`~lwd_gym.agents.BaseAgent.flops_per_step`).
     :param progress: tqdm bar over episodes.
+    :param video_dir: record episodes ``0 .. n_videos - 1`` as MP4 files
+        ``<video_dir>/eval-episode-<k>.mp4`` (gymnasium's ``RecordVideo``; needs moviepy, the
+        ``video`` extra, and an env that renders ``rgb_array``: an env id is made with
+        ``render_mode="rgb_array"``, a factory or env instance must have it already, a given
+        ``VectorEnv`` can't be recorded).  Each recorded episode's record gets a ``"video"`` path.
+    :param n_videos: episodes to record (default 1 with ``video_dir``); more than ``n_episodes``
+        records every episode; 0 records none.  Needs ``video_dir``.
 
     An episode succeeds if ``info["is_success"]`` or ``info["success"]`` was true at any step.
     """
     n_episodes, n_envs = positive_int("n_episodes", n_episodes), positive_int("n_envs", n_envs)
-    n_envs = min(n_envs, n_episodes)
-    envs, env_name, owned = _make_vector_env(env, n_envs, vectorization, dict(env_kwargs or {}))
+    if n_videos is not None and video_dir is None:
+        raise ValueError(f"n_videos={n_videos!r} needs video_dir (the directory to write the videos in)")
+    # Episodes 0 .. n_videos - 1 run in order on the last env (the recorded one), the rest on any env.
+    n_videos = 0 if video_dir is None else min(integer("n_videos", 1 if n_videos is None else n_videos, minimum=0), n_episodes)
+    n_envs = min(n_envs, n_episodes - max(n_videos - 1, 0))  # more envs would only idle
+    video = None
+    if n_videos:
+        _require_moviepy()
+        video = (video_dir, n_videos)
+    envs, env_name, owned, recorder = _make_vector_env(env, n_envs, vectorization, dict(env_kwargs or {}), video)
     n = envs.num_envs
     space = getattr(agent, "observation_space", None)
     try:
@@ -228,7 +338,7 @@ def evaluate(
         raise
     records: list[dict[str, Any]] = []
     episode = np.full(n, -1)  # episode index each env is running (-1: idle filler at the end)
-    next_episode = 0
+    next_video, next_episode = 0, n_videos  # the last env runs the recorded episodes first, in order
     returns, max_rewards, lengths = np.zeros(n), np.full(n, -np.inf), np.zeros(n, dtype=int)
     queries, success = np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
     predict_time, env_steps = 0.0, 0
@@ -244,8 +354,12 @@ def evaluate(
                 ids = np.flatnonzero(resetting)
                 seeds: list[int | None] = [None] * n
                 for i in ids:
-                    episode[i] = next_episode if next_episode < n_episodes else -1
-                    next_episode += int(episode[i] >= 0)
+                    if i == n - 1 and next_video < n_videos:
+                        episode[i], next_video = next_video, next_video + 1
+                    elif next_episode < n_episodes:
+                        episode[i], next_episode = next_episode, next_episode + 1
+                    else:
+                        episode[i] = -1
                     seeds[i] = seed + int(episode[i]) if episode[i] >= 0 else None
                 options = None if obs is None else {"reset_mask": resetting.copy()}
                 obs, info = envs.reset(seed=seeds, options=options)
@@ -277,6 +391,8 @@ def evaluate(
                     "is_success": bool(success[i]),
                     "diffusion_queries": int(queries[i]),
                 }
+                if episode[i] < n_videos:
+                    record["video"] = video_path(video_dir, int(episode[i]))
                 for key in info_keys:
                     if _present(info, key, n)[i]:
                         value = np.asarray(info[key])[i]
@@ -286,7 +402,9 @@ def evaluate(
     finally:
         bar.close()
         if owned:
-            envs.close()
+            envs.close()  # closes the recorder too, which writes the last video
+        elif recorder is not None and recorder.recording:
+            recorder.stop_recording()  # the caller's env stays open
     wall = time.perf_counter() - start_time
     records.sort(key=lambda r: r["episode"])
     flops = None
