@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gymnasium as gym
+import minari
 import numpy as np
 from tqdm.auto import tqdm
 
+from lwd_gym.data.recover import env_factory
 from lwd_gym.validation import positive_int
 
-EnvLike = str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
+EnvLike = str | minari.MinariDataset | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
 
 
 @dataclass
@@ -126,8 +128,8 @@ def _make_vector_env(env: EnvLike, n_envs: int, vectorization: str, env_kwargs: 
         if n_envs != 1:
             raise ValueError(f"a single env instance runs one episode at a time: pass n_envs=1 (got {n_envs}) or an env id / factory")
         return gym.vector.SyncVectorEnv([lambda: env], **disabled), getattr(env.spec, "id", None) or type(env).__name__, False
-    if isinstance(env, str):
-        name, factory = env, lambda: gym.make(env, **env_kwargs)
+    if isinstance(env, (str, minari.MinariDataset)):
+        name, factory = env_factory(env, **env_kwargs)
     elif callable(env):
         name, factory = getattr(env, "__name__", "env"), env
     else:
@@ -200,8 +202,9 @@ def evaluate(
 
     :param agent: any object with SB3's ``predict`` (every lwd_gym agent; SB3 models too).
         Wall-clock and per-step times include the env; ``predict_time_per_step`` is the agent's share.
-    :param env: an env id (``gymnasium.make(env, **env_kwargs)``), a ``gymnasium.Env`` (then
-        ``n_envs=1``), a zero-argument factory, or a ``VectorEnv`` with autoreset disabled.
+    :param env: an env id (``gymnasium.make(env, **env_kwargs)`` through :func:`lwd_gym.envs.make_env`),
+        a Minari dataset (its recorded eval env, :func:`lwd_gym.data.recover_env`), a ``gymnasium.Env``
+        (then ``n_envs=1``), a zero-argument factory, or a ``VectorEnv`` with autoreset disabled.
     :param n_episodes: episodes to run; episode ``k`` is reset with seed ``seed + k``.
     :param n_envs: parallel envs (ignored for a given vector env).
     :param deterministic: passed to ``predict``.
