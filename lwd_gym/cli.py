@@ -120,10 +120,12 @@ def _eval(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.checkpoint} holds a {agent.num_tasks}-task agent: pass --task-id")
         import gymnasium as gym
 
+        from lwd_gym.envs import make_env
+
         render = {"render_mode": "rgb_array"} if args.video is not None else {}
 
         def env() -> gym.Env:  # the agent reads its task from a one-hot appended to the observation
-            return TaskId(gym.make(args.env, **render), args.task_id, agent.num_tasks)
+            return TaskId(make_env(args.env, **render), args.task_id, agent.num_tasks)
 
         env.__name__ = f"{args.env}[task {args.task_id}]"
     result = evaluate(

@@ -25,13 +25,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gymnasium as gym
+import minari
 import numpy as np
 from gymnasium.wrappers import RecordVideo
 from tqdm.auto import tqdm
 
+from lwd_gym.data.recover import env_factory
 from lwd_gym.validation import integer, positive_int
 
-EnvLike = str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
+EnvLike = str | minari.MinariDataset | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
 
 
 @dataclass
@@ -203,9 +205,9 @@ def _make_vector_env(
             return gym.vector.SyncVectorEnv([lambda: env], **disabled), name, False, None
         recorder = _recorder(_checked_rendering_env(lambda: env, f"the env {name}", owned=False), *video)
         return gym.vector.SyncVectorEnv([lambda: recorder], **disabled), name, False, recorder
-    if isinstance(env, str):
-        name, factory = env, lambda: gym.make(env, **env_kwargs)
-        render_factory = lambda: gym.make(env, **{"render_mode": "rgb_array", **env_kwargs})
+    if isinstance(env, (str, minari.MinariDataset)):
+        name, factory = env_factory(env, **env_kwargs)
+        render_factory = env_factory(env, **{"render_mode": "rgb_array", **env_kwargs})[1]
     elif callable(env):
         name, factory = getattr(env, "__name__", "env"), env
         render_factory = env
@@ -215,8 +217,8 @@ def _make_vector_env(
         raise ValueError(f"vectorization must be 'auto', 'sync' or 'async', got {vectorization!r}")
     if video is not None:
         # Built and checked first, in this process, so that an env that cannot render fails before anything runs.
-        if isinstance(env, str):
-            probe = _checked_rendering_env(render_factory, f"gymnasium.make({env!r}, render_mode='rgb_array')", from_id=True)
+        if isinstance(env, (str, minari.MinariDataset)):
+            probe = _checked_rendering_env(render_factory, f"gymnasium.make({name!r}, render_mode='rgb_array')", from_id=True)
         else:
             probe = _checked_rendering_env(render_factory, f"the env from factory {name}")
     if video is not None and n_envs == 1:
@@ -295,8 +297,9 @@ def evaluate(
 
     :param agent: any object with SB3's ``predict`` (every lwd_gym agent; SB3 models too).
         Wall-clock and per-step times include the env; ``predict_time_per_step`` is the agent's share.
-    :param env: an env id (``gymnasium.make(env, **env_kwargs)``), a ``gymnasium.Env`` (then
-        ``n_envs=1``), a zero-argument factory, or a ``VectorEnv`` with autoreset disabled.
+    :param env: an env id (``gymnasium.make(env, **env_kwargs)`` through :func:`lwd_gym.envs.make_env`),
+        a Minari dataset (its recorded eval env, :func:`lwd_gym.data.recover_env`), a ``gymnasium.Env``
+        (then ``n_envs=1``), a zero-argument factory, or a ``VectorEnv`` with autoreset disabled.
     :param n_episodes: episodes to run; episode ``k`` is reset with seed ``seed + k``.
     :param n_envs: parallel envs (ignored for a given vector env).
     :param deterministic: passed to ``predict``.

@@ -2,14 +2,20 @@
 
 Nothing is downloaded: both importers read a file the user already has and write a Minari
 dataset with flat float32 Box observations, which is what :func:`load_demonstrations` (and so
-every agent) consumes. Neither format comes with a Gymnasium env, so the datasets have no env
-spec; the source layout (file, keys, ...) is kept in the dataset's metadata under
-``"lwd_import"`` (``ds.storage.metadata["lwd_import"]``) and summarised in its description.
+every agent) consumes. Neither format comes with a Gymnasium env: by default the datasets have
+no env spec; given ``env_id`` (and optionally ``env_kwargs``), the dataset records that env's
+spec and its Minari ``requirements`` (e.g. ``["lwd-gym[robosuite]"]``), so
+``dataset.recover_environment()`` / :func:`lwd_gym.data.recover_env` rebuild it.  The data's
+own spaces stay the dataset's spaces (Minari stores explicit spaces as given and never compares
+them with the env's), so the env's observation and action shapes are checked against the data
+before anything is written.  The source layout (file, keys, ...) is kept in the dataset's
+metadata under ``"lwd_import"`` (``ds.storage.metadata["lwd_import"]``) and summarised in its
+description.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,7 @@ import numpy as np
 from minari.data_collector.episode_buffer import EpisodeBuffer
 
 from lwd_gym.data.collect import write_minari_dataset
+from lwd_gym.envs.registration import env_requirements, make_env
 
 # The low-dim observation keys of robomimic's own low-dim configs (robosuite tasks).
 ROBOMIMIC_DEFAULT_OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
@@ -33,6 +40,8 @@ def import_robomimic_hdf5(
     dataset_id: str,
     *,
     obs_keys: Sequence[str] | None = None,
+    env_id: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
     overwrite: bool = True,
 ) -> minari.MinariDataset:
     """Import a robomimic HDF5 file (``data/demo_N/{obs,actions,rewards,dones}``) as a Minari dataset.
@@ -47,7 +56,14 @@ def import_robomimic_hdf5(
     holds ``N`` (one copy per observation). The action space is robomimic's ``[-1, 1]`` when
     every action lies in it, else the per-dimension min/max of the data.
     The file's ``env_args`` JSON and the key layout are stored in the dataset's metadata.
+
+    ``env_id`` (made with ``gymnasium.make(env_id, **env_kwargs)`` through
+    :func:`~lwd_gym.envs.registration.make_env`), e.g. ``"lwd_gym/Lift-v0"`` for robomimic's
+    Lift low-dim data with the default keys, makes the dataset record that env (see the module
+    docstring); its observation and action shapes must be the data's (a ``ValueError`` names
+    the mismatch, and nothing is written).
     """
+    _check_env_arguments(env_id, env_kwargs)
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"robomimic HDF5 file not found: {path}")
@@ -99,7 +115,9 @@ def import_robomimic_hdf5(
         "obs_key_sizes": key_dims,
         "env_args": env_args,
     }
-    return _write(dataset_id, buffers, action_space, overwrite=overwrite, description=description, import_info=import_info)
+    return _write(
+        dataset_id, buffers, action_space, overwrite=overwrite, description=description, import_info=import_info, env_id=env_id, env_kwargs=env_kwargs
+    )
 
 
 def _read_robomimic_demo(demo: h5py.Group, where: str, index: int, keys: tuple[str, ...]) -> tuple[EpisodeBuffer, list[int]]:
@@ -183,6 +201,8 @@ def import_diffusion_policy_zarr(
     *,
     obs_key: str = "state",
     action_key: str = "action",
+    env_id: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
     overwrite: bool = True,
 ) -> minari.MinariDataset:
     """Import a Diffusion Policy replay buffer (zarr folder or ``.zarr.zip``) as a Minari dataset.
@@ -194,11 +214,16 @@ def import_diffusion_policy_zarr(
     repeats its last row. Rewards are zero (none stored), nothing terminates and the last
     step of each episode is truncated. The action space is the per-dimension min/max of
     ``data/<action_key>``. Episode ``i`` of the dataset is episode ``i`` of the buffer.
+
+    ``env_id`` / ``env_kwargs``: the env the dataset records, as for
+    :func:`import_robomimic_hdf5` (e.g. ``"gym_pusht/PushT-v0"`` for Diffusion Policy's PushT
+    ``state`` data, with ``obs_key="state"``).
     """
     try:
         import zarr  # optional dependency: only this importer needs it
     except ImportError as err:
         raise ImportError("importing Diffusion Policy zarr data needs zarr: pip install 'lwd-gym[zarr]' (or pip install zarr)") from err
+    _check_env_arguments(env_id, env_kwargs)
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"Diffusion Policy zarr data not found: {path}")
@@ -264,12 +289,37 @@ def import_diffusion_policy_zarr(
         "obs_shape": list(obs_raw.shape[1:]),
         "action_key": action_key,
     }
-    return _write(dataset_id, buffers, _data_box(actions), overwrite=overwrite, description=description, import_info=import_info)
+    return _write(
+        dataset_id, buffers, _data_box(actions), overwrite=overwrite, description=description, import_info=import_info, env_id=env_id, env_kwargs=env_kwargs
+    )
 
 
 def _data_box(actions: np.ndarray) -> gym.spaces.Box:
     """The tightest Box holding every (T, A) action row."""
     return gym.spaces.Box(actions.min(axis=0), actions.max(axis=0), dtype=np.float32)
+
+
+def _check_env_arguments(env_id: str | None, env_kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse, before reading any data, env arguments that cannot be meant."""
+    if env_id is not None and not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a Gymnasium env id (a string), got {type(env_id).__name__}")
+    if env_id is None and env_kwargs:
+        raise ValueError("env_kwargs were given without env_id: name the env they are for")
+
+
+def _check_env_spaces(env: gym.Env, env_id: str, observation_space: gym.spaces.Box, action_space: gym.spaces.Box) -> None:
+    """The env takes and gives arrays of the data's shapes (bounds may differ: the data's own
+    spaces are the dataset's), or a ValueError naming each mismatch."""
+    problems = []
+    if not isinstance(env.observation_space, gym.spaces.Box) or env.observation_space.shape != observation_space.shape:
+        problems.append(f"its observations are {env.observation_space}, the data's are {observation_space.shape[0]}-d vectors")
+    if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != action_space.shape:
+        problems.append(f"its actions are {env.action_space}, the data's are {action_space.shape[0]}-d vectors")
+    if problems:
+        raise ValueError(
+            f"env_id {env_id!r} does not match the imported data: {'; '.join(problems)}. Choose the observation keys "
+            "that make the env's observation, pass env_kwargs that make the env match the data (e.g. an obs_type), or leave env_id out"
+        )
 
 
 def _write(
@@ -280,17 +330,34 @@ def _write(
     overwrite: bool,
     description: str,
     import_info: dict[str, Any],
+    env_id: str | None,
+    env_kwargs: Mapping[str, Any] | None,
 ) -> minari.MinariDataset:
+    """Write the imported episodes (with ``env_id``'s spec and requirements when given)."""
     obs_dim = buffers[0].observations.shape[1]
-    dataset = write_minari_dataset(
-        dataset_id,
-        buffers,
-        None,
-        overwrite=overwrite,
-        observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
-        action_space=action_space,
-        description=description,
-    )
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    # Made (and checked) before write_minari_dataset replaces an existing dataset.
+    env = None if env_id is None else make_env(env_id, **dict(env_kwargs or {}))
+    try:
+        extra: dict[str, Any] = {}
+        if env is not None:
+            _check_env_spaces(env, env_id, observation_space, action_space)
+            extra["requirements"] = env_requirements(env.spec if env.spec is not None else env_id)
+            import_info = {**import_info, "env_id": env_id}  # its kwargs are in the recorded env spec
+            description += f" Environment: {env_id} (recover it with dataset.recover_environment())."
+        dataset = write_minari_dataset(
+            dataset_id,
+            buffers,
+            env,
+            overwrite=overwrite,
+            observation_space=observation_space,
+            action_space=action_space,
+            description=description,
+            **extra,
+        )
+    finally:
+        if env is not None:
+            env.close()
     # create_dataset_from_buffers has no field for arbitrary metadata, but the storage accepts
     # extra JSON keys; keeping the layout machine-readable lets users map dimensions back to keys.
     dataset.storage.update_metadata({"lwd_import": import_info})

@@ -46,6 +46,13 @@ class DemoSource:
     extra: str | None = None
     description: str = ""
 
+    @property
+    def requirements(self) -> list[str]:
+        """Minari ``requirements`` recorded with the datasets collected from this source:
+        ``["lwd-gym[EXTRA]"]`` with its :attr:`extra`, else ``["lwd-gym"]``; they tell a user who
+        recovers the dataset's env what to install."""
+        return [f"lwd-gym[{self.extra}]" if self.extra else "lwd-gym"]
+
 
 _SOURCES: dict[str, DemoSource] = {}
 _builtins_loaded = False
@@ -103,7 +110,9 @@ def collect(
     Episode ``i`` resets the env with ``seed + i``.  Only successful episodes are written unless
     ``keep_failures``.  The dataset goes under ``MINARI_DATASETS_PATH`` as ``dataset_id``
     (default: the source's).  Returns the dataset and the expert's success rate over all
-    episodes (kept or not).
+    episodes (kept or not).  The dataset records the env's spec and the source's
+    :attr:`~DemoSource.requirements`, so ``dataset.recover_environment()`` (or
+    :func:`lwd_gym.data.recover_env`, which also explains what to install) rebuilds the env.
     """
     source = get_source(name)
     try:
@@ -126,6 +135,7 @@ def collect(
             overwrite=overwrite,
             algorithm_name=f"lwd_gym scripted expert ({name})",
             author="lwd_gym",
+            requirements=source.requirements,
             description=(
                 f"{source.description} {len(buffers)} {'episodes' if keep_failures else 'successful episodes'} of "
                 f"{num_episodes} (expert success rate {success_rate:.3f}), episode i reset with seed {seed} + i."

@@ -3,10 +3,10 @@
 The built-in two-paths task (no simulator needed), and Gymnasium envs + experts for Metaworld,
 gym-pusht and robosuite.  Every id is registered here without importing its simulator; making
 an env without the simulator installed raises an ImportError naming the extra to install.
+:func:`make_env` makes any env lwd-gym knows (``gym_pusht/PushT-v0`` included, without a prior
+``import gym_pusht``) and raises :class:`EnvUnavailableError` with the ``pip install`` to run.
 """
-import gymnasium
-
-from lwd_gym.envs.bimodal import ENV_ID, BimodalEnv, BimodalExpert, make_bimodal_dataset
+from lwd_gym.envs.bimodal import BimodalEnv, BimodalExpert, make_bimodal_dataset
 from lwd_gym.envs.metaworld import (
     MT10,
     PAPER_TASKS,
@@ -18,22 +18,14 @@ from lwd_gym.envs.metaworld import (
     register_metaworld_envs,
 )
 from lwd_gym.envs.pusht import PushTExpert, PushTResetInfo, make_pusht_env
-from lwd_gym.envs.robosuite import ENV_IDS as _ROBOSUITE_ENV_IDS
+from lwd_gym.envs.registration import EnvUnavailableError, env_requirements, make_env, register_envs
 from lwd_gym.envs.robosuite import OBS_KEYS, OPERATORS, Operator, RobosuiteEnv, RobosuiteExpert
 
-# Guards: re-importing (e.g. importlib.reload) must not re-register, which gymnasium warns about.
-if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="lwd_gym.envs.bimodal:BimodalEnv", max_episode_steps=100)
-# lwd_gym/Metaworld-<task>-v3
-register_metaworld_envs()
-# lwd_gym/Lift-v0, lwd_gym/Can-v0 (robosuite Lift / PickPlaceCan)
-for _env_id, (_task, _, _max_steps) in _ROBOSUITE_ENV_IDS.items():
-    if _env_id not in gymnasium.registry:
-        gymnasium.register(
-            id=_env_id, entry_point="lwd_gym.envs.robosuite:RobosuiteEnv", kwargs={"task": _task}, max_episode_steps=_max_steps
-        )
+# lwd_gym/Bimodal-v0, lwd_gym/Metaworld-<task>-v3, lwd_gym/Lift-v0, lwd_gym/Can-v0
+register_envs()
 
 __all__ = [
+    "EnvUnavailableError",
     "MT10",
     "OBS_KEYS",
     "OPERATORS",
@@ -48,8 +40,11 @@ __all__ = [
     "RobosuiteEnv",
     "RobosuiteExpert",
     "collect_metaworld_datasets",
+    "env_requirements",
     "make_bimodal_dataset",
+    "make_env",
     "make_metaworld_env",
     "make_metaworld_envs",
     "make_pusht_env",
+    "register_metaworld_envs",
 ]

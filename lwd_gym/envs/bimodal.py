@@ -251,6 +251,7 @@ def make_bimodal_dataset(
             overwrite=overwrite,
             algorithm_name="scripted expert",
             author="lwd_gym",
+            requirements=["lwd-gym"],  # the env ships with lwd-gym itself
             description=(
                 "BimodalEnv demonstrations of a scripted expert that passes the obstacle on the "
                 f"left or right (side={side}); successful episodes only, expert success rate "
