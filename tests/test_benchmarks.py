@@ -145,3 +145,16 @@ def test_competence_reads_the_sweeps_curves_and_runs_the_clock_across_stages(tmp
     assert lwd_row["seconds_to_target"] == 50.0 and lwd_row["train_seconds"] == 60.0 and lwd_row["test_success"] == 0.93
     assert mlp_row["timed"] is False and mlp_row["seconds_to_target"] is None and mlp_row["test_success"] is None
     assert (tmp_path / "competence-metaworld.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_defaults(tmp_path):
+    results = _run("defaults", tmp_path)
+    saved = json.loads((tmp_path / "defaults-bimodal-tiny.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(results["rows"])) and saved["env_kwargs"] == {"max_step": 0.035}
+    rows = {r["agent"]: r for r in saved["rows"]}
+    assert set(rows) == {"LWD", "MLP", "Random"}
+    assert rows["LWD"]["stages"] == {"vae": {"steps": 2, "last_val_loss": None}, "latent-diffusion": {"steps": 2, "last_val_loss": None}}
+    for r in rows.values():
+        low, high = r["success_ci95"]
+        assert 0 <= low <= r["success_rate"] <= high <= 1 and r["episodes"] == 4
+        assert 0 <= r["left"] + r["right"] <= 1
