@@ -31,6 +31,7 @@ from gymnasium.wrappers import RecordVideo
 from tqdm.auto import tqdm
 
 from lwd_gym.data.recover import env_factory
+from lwd_gym.video import checked_rendering_env, recorder, require_moviepy, video_path
 from lwd_gym.validation import integer, positive_int
 
 EnvLike = str | minari.MinariDataset | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
@@ -123,59 +124,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-#: File name prefix of the recorded videos: RecordVideo writes ``eval-episode-<k>.mp4``.
-VIDEO_PREFIX = "eval"
-
-
-def video_path(video_dir: str | os.PathLike, episode: int) -> str:
-    """Where :func:`evaluate` writes the video of ``episode`` (an absolute path)."""
-    return os.path.join(os.path.abspath(video_dir), f"{VIDEO_PREFIX}-episode-{episode}.mp4")
-
-
-def _require_moviepy() -> None:
-    """RecordVideo writes MP4s through moviepy; fail before any env is built if it is missing."""
-    try:
-        import moviepy  # noqa: F401
-    except ImportError as err:
-        raise ImportError("recording evaluation videos needs moviepy: pip install 'lwd-gym[video]'") from err
-
-
-def _checked_rendering_env(make: Callable[[], gym.Env], what: str, *, from_id: bool = False, owned: bool = True) -> gym.Env:
-    """``make()``, checked to render RGB images (``render_mode="rgb_array"``), else a ValueError
-    naming the env (``what``); the env is reset once to check that ``render()`` returns an image.
-
-    :param from_id: ``make`` is ``gymnasium.make(id, render_mode="rgb_array")``: its errors (an
-        env that takes no ``render_mode``) become that ValueError too.
-    :param owned: close the env when it fails the check (not a caller's env instance).
-    """
-    try:
-        probe = make()
-    except (ValueError, TypeError, gym.error.Error) as err:
-        if not from_id:
-            raise
-        raise ValueError(f"recording videos needs {what}, which fails: {err}") from err
-    try:
-        mode = getattr(probe, "render_mode", None)
-        if mode != "rgb_array":
-            hint = "" if from_id else " (make it with render_mode='rgb_array')"
-            raise ValueError(f"recording videos needs render_mode='rgb_array'; {what} has render_mode={mode!r}{hint}")
-        probe.reset()
-        frame = probe.render()
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3:
-            got = f"an array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-            raise ValueError(f"recording videos needs RGB frames (H, W, 3) from render(); {what} returned {got}")
-    except Exception:
-        if owned:
-            probe.close()
-        raise
-    return probe
-
-
-def _recorder(env: gym.Env, video_dir: str | os.PathLike, n_videos: int) -> RecordVideo:
-    """``env`` recording its first ``n_videos`` episodes (whole episodes, one file each)."""
-    return RecordVideo(env, os.fspath(video_dir), episode_trigger=lambda k: k < n_videos, name_prefix=VIDEO_PREFIX)
-
-
 def _make_vector_env(
     env: EnvLike, n_envs: int, vectorization: str, env_kwargs: dict[str, Any], video: tuple[str | os.PathLike, int] | None = None
 ) -> tuple[gym.vector.VectorEnv, str, bool, RecordVideo | None]:
@@ -203,8 +151,8 @@ def _make_vector_env(
         name = getattr(env.spec, "id", None) or type(env).__name__
         if video is None:
             return gym.vector.SyncVectorEnv([lambda: env], **disabled), name, False, None
-        recorder = _recorder(_checked_rendering_env(lambda: env, f"the env {name}", owned=False), *video)
-        return gym.vector.SyncVectorEnv([lambda: recorder], **disabled), name, False, recorder
+        recording = recorder(checked_rendering_env(lambda: env, f"the env {name}", owned=False), *video)
+        return gym.vector.SyncVectorEnv([lambda: recording], **disabled), name, False, recording
     if isinstance(env, (str, minari.MinariDataset)):
         name, factory = env_factory(env, **env_kwargs)
         render_factory = env_factory(env, **{"render_mode": "rgb_array", **env_kwargs})[1]
@@ -218,9 +166,9 @@ def _make_vector_env(
     if video is not None:
         # Built and checked first, in this process, so that an env that cannot render fails before anything runs.
         if isinstance(env, (str, minari.MinariDataset)):
-            probe = _checked_rendering_env(render_factory, f"gymnasium.make({name!r}, render_mode='rgb_array')", from_id=True)
+            probe = checked_rendering_env(render_factory, f"gymnasium.make({name!r}, render_mode='rgb_array')", from_id=True)
         else:
-            probe = _checked_rendering_env(render_factory, f"the env from factory {name}")
+            probe = checked_rendering_env(render_factory, f"the env from factory {name}")
     if video is not None and n_envs == 1:
         vectorization = "sync"  # a lone recorded env gains nothing from a subprocess (whose throwaway copy would record too)
     elif vectorization == "auto":
@@ -228,10 +176,10 @@ def _make_vector_env(
     factories = [factory] * n_envs
     if video is not None:
         if vectorization == "sync":
-            factories[-1] = lambda: _recorder(probe, *video)
+            factories[-1] = lambda: recorder(probe, *video)
         else:  # the subprocess builds its own
             probe.close()
-            factories[-1] = lambda: _recorder(render_factory(), *video)
+            factories[-1] = lambda: recorder(render_factory(), *video)
     vector_class = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
     return vector_class(factories, **disabled), name, True, None
 
@@ -326,7 +274,7 @@ def evaluate(
     n_envs = min(n_envs, n_episodes - max(n_videos - 1, 0))  # more envs would only idle
     video = None
     if n_videos:
-        _require_moviepy()
+        require_moviepy()
         video = (video_dir, n_videos)
     envs, env_name, owned, recorder = _make_vector_env(env, n_envs, vectorization, dict(env_kwargs or {}), video)
     n = envs.num_envs
