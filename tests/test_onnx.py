@@ -14,21 +14,8 @@ from lwd_gym import DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent, export
 from lwd_gym.demo import ENV_ID
 from lwd_gym.export import NumpyPolicy, export_policy
 
-# As tests/test_export.py: action_horizon beyond the episode, so one generated policy per episode.
-TINY = dict(action_horizon=1000, snippet_length=8, latent_dim=16, hypernet_size="xs", policy_hidden=(8,))
-TINY |= dict(denoiser_size="xs", num_inference_steps=2, device="cpu")
-FIT = dict(vae_steps=2, diffusion_steps=2, progress_bar=False)
-TOL = dict(rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture
-def agent(tiny_datasets):
-    return LWDAgent(**TINY).learn(tiny_datasets[0], **FIT)
-
-
-@pytest.fixture
-def multitask_agent(tiny_datasets):
-    return LWDAgent(**TINY, condition_on="obs+task").learn(tiny_datasets, **FIT)
+# The numpy export's tiny agents (one generated policy per episode), shared rather than copied.
+from test_export import FIT, TINY, TOL, agent, multitask_agent  # noqa: E402,F401  (fixtures)
 
 
 def _session(path):
