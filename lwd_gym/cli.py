@@ -35,7 +35,12 @@ def _collect(args: argparse.Namespace) -> int:
     dataset, success_rate = collect(
         args.env, args.episodes, args.seed, dataset_id=args.out, keep_failures=args.keep_failures, progress=not args.quiet
     )
-    print(f"expert success rate on {args.env}: {success_rate:.1%} over {args.episodes} episodes (seeds {args.seed}..{args.seed + args.episodes - 1})")
+    seeds = f"{args.episodes} episodes (seeds {args.seed}..{args.seed + args.episodes - 1})"
+    if get_source(args.env).has_success:
+        print(f"expert success rate on {args.env}: {success_rate:.1%} over {seeds}")
+    else:  # e.g. locomotion: no success to measure, every episode kept
+        mean_return = sum(float(ep.rewards.sum()) for ep in dataset.iterate_episodes()) / dataset.total_episodes
+        print(f"{args.env}: {seeds}, mean return {mean_return:.1f}")
     print(f"wrote Minari dataset {dataset.spec.dataset_id!r}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
     return 0
 

@@ -23,7 +23,7 @@ from lwd_gym.envs import BimodalExpert, EnvUnavailableError, env_requirements, m
 from lwd_gym.envs.registration import env_extra, missing_requirements
 
 #: lwd-gym extra -> the module it installs (skipped where missing).
-EXTRA_MODULES = {"metaworld": "metaworld", "pusht": "gym_pusht", "robosuite": "robosuite"}
+EXTRA_MODULES = {"metaworld": "metaworld", "pusht": "gym_pusht", "robosuite": "robosuite", "mujoco": "mujoco"}
 BIMODAL_ID = "lwd_gym/Bimodal-v0"
 
 
@@ -83,7 +83,7 @@ def test_every_source_records_requirements_and_a_registered_env(name):
 # ---------------------------------------------------------------- one source per simulator, collected
 
 
-@pytest.mark.parametrize("name", ["bimodal", "metaworld/reach", "pusht", "robosuite/lift"])
+@pytest.mark.parametrize("name", ["bimodal", "metaworld/reach", "pusht", "robosuite/lift", "mujoco/halfcheetah-random"])
 def test_collected_dataset_recovers_its_env(name):
     source = get_source(name)
     _simulator(source.extra)

@@ -16,11 +16,12 @@ from typing import Any
 
 import gymnasium as gym
 import minari
+import numpy as np
 
 from lwd_gym.data.collect import Expert, rollout_episodes, write_minari_dataset
 
 #: Modules that contribute built-in sources through a ``demo_sources()`` function.
-_SOURCE_MODULES = ("lwd_gym.envs.bimodal", "lwd_gym.envs.metaworld", "lwd_gym.envs.pusht", "lwd_gym.envs.robosuite")
+_SOURCE_MODULES = ("lwd_gym.envs.bimodal", "lwd_gym.envs.locomotion", "lwd_gym.envs.metaworld", "lwd_gym.envs.pusht", "lwd_gym.envs.robosuite")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class DemoSource:
         the expert right after its ``reset``.
     :param extra: the ``pip install lwd-gym[EXTRA]`` extra the simulator comes with, if any.
     :param description: one line for ``lwd-gym collect --list`` and the dataset's description.
+    :param has_success: whether the env reports ``info["is_success"]``.  Without it (locomotion:
+        a behaviour is not a success or failure) every episode is kept, :func:`collect` reports
+        a success rate of NaN and the dataset's description the mean return instead.
     """
 
     name: str
@@ -45,6 +49,7 @@ class DemoSource:
     episode_info: Callable[[Any], Mapping[str, int | float | bool]] | None = None
     extra: str | None = None
     description: str = ""
+    has_success: bool = True
 
     @property
     def requirements(self) -> list[str]:
@@ -108,7 +113,8 @@ def collect(
     """Roll the expert of source ``name`` for ``num_episodes`` seeded episodes into a Minari dataset.
 
     Episode ``i`` resets the env with ``seed + i``.  Only successful episodes are written unless
-    ``keep_failures``.  The dataset goes under ``MINARI_DATASETS_PATH`` as ``dataset_id``
+    ``keep_failures`` (every one for a source without success, :attr:`DemoSource.has_success`,
+    whose success rate is then NaN).  The dataset goes under ``MINARI_DATASETS_PATH`` as ``dataset_id``
     (default: the source's).  Returns the dataset and the expert's success rate over all
     episodes (kept or not).  The dataset records the env's spec and the source's
     :attr:`~DemoSource.requirements`, so ``dataset.recover_environment()`` (or
@@ -123,9 +129,15 @@ def collect(
     try:
         expert = source.make_expert(env)
         episode_info = (lambda: source.episode_info(expert)) if source.episode_info is not None else None
+        keep = keep_failures or not source.has_success
         buffers, success_rate = rollout_episodes(
-            env, expert, num_episodes, seed, keep_failures=keep_failures, progress=progress, desc=f"collect {name}", episode_info=episode_info
+            env, expert, num_episodes, seed, keep_failures=keep, progress=progress, desc=f"collect {name}", episode_info=episode_info
         )
+        if source.has_success:
+            kept = f"{len(buffers)} {'episodes' if keep_failures else 'successful episodes'} of {num_episodes} (expert success rate {success_rate:.3f})"
+        else:
+            success_rate = float("nan")
+            kept = f"{len(buffers)} episodes (mean return {np.mean([b.rewards.sum() for b in buffers]):.1f})"
         if not buffers:
             raise RuntimeError(f"the {name!r} expert failed all {num_episodes} episodes; nothing to write (use keep_failures=True to keep them)")
         dataset = write_minari_dataset(
@@ -137,8 +149,7 @@ def collect(
             author="lwd_gym",
             requirements=source.requirements,
             description=(
-                f"{source.description} {len(buffers)} {'episodes' if keep_failures else 'successful episodes'} of "
-                f"{num_episodes} (expert success rate {success_rate:.3f}), episode i reset with seed {seed} + i."
+                f"{source.description} {kept}, episode i reset with seed {seed} + i."
             ).strip(),
         )
     finally:

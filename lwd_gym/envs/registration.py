@@ -46,6 +46,7 @@ _ENTRY_POINT_EXTRAS: dict[str, str] = {
     "lwd_gym.envs.robosuite": "robosuite",
     "gym_pusht": "pusht",
     "metaworld": "metaworld",
+    "gymnasium.envs.mujoco": "mujoco",
 }
 
 _METAWORLD_ID = re.compile(r"lwd_gym/Metaworld-(?P<task>.+)-v3")
