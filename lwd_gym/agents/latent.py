@@ -8,9 +8,10 @@ is acted on: LWD decodes *policy weights* run closed-loop, LDP an *action chunk*
 from __future__ import annotations
 
 import copy
+import numbers
 from abc import abstractmethod
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ from torch import nn
 
 from lwd_gym import distributed
 from lwd_gym.agents.base import BaseAgent
+from lwd_gym.agents.behaviours import BehaviourFilter, behaviour_ids, check_known_ids
 from lwd_gym.agents.config import LatentDiffusionConfig
+from lwd_gym.data.demonstrations import Demonstrations, load_demonstrations
 from lwd_gym.data.normalizer import Normalizer
 from lwd_gym.data.snippets import SnippetDataset
 from lwd_gym.nn.diffusion import ConditionalDiffusion
@@ -27,6 +30,8 @@ from lwd_gym.training import LossFn, TensorBatches
 
 #: Snippets per encoder call when encoding many at once: bounds the activations' memory.
 ENCODE_CHUNK = 4096
+
+SelfLatent = TypeVar("SelfLatent", bound="LatentDiffusionAgent")
 
 
 class LatentDiffusionAgent(BaseAgent):
@@ -45,6 +50,8 @@ class LatentDiffusionAgent(BaseAgent):
         self.latent_normalizer: Normalizer | None = None
         self.vae: nn.Module | None = None
         self.diffusion: ConditionalDiffusion | None = None
+        #: the behaviours sampled (:meth:`filter_behaviours`; ``None``: all); not saved
+        self.behaviour_filter: BehaviourFilter | None = None
 
     # ------------------------------------------------------------------ networks
     @property
@@ -67,6 +74,7 @@ class LatentDiffusionAgent(BaseAgent):
     def _build(self) -> None:
         if "task" in self.conditioning and self.num_tasks < 2:
             raise ValueError(f"condition_on={self.condition_on!r} needs task ids: pass a list of datasets, one per task")
+        self.behaviour_filter = None  # new networks: a filter's centroids would be another model's
         self.vae = self._make_vae().to(self.device)
         latent_shape = (self.latent_dim // self.latent_length, self.latent_length)
         self.diffusion = ConditionalDiffusion(latent_shape, self.cond_dim, size=self.denoiser_size, denoiser=self.denoiser).to(self.device)
@@ -154,13 +162,14 @@ class LatentDiffusionAgent(BaseAgent):
         return torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=self._rng, device=self.device)))
 
     @torch.no_grad()
-    def _encode_snippets(self, snippets: SnippetDataset) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Posterior means of every snippet, with the diffusion condition at its first step."""
+    def _encode_snippets(self, snippets: SnippetDataset, with_condition: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Posterior means of every snippet, with the diffusion condition at its first step
+        (``with_condition=False``: ``{}`` instead, for snippets whose task ids are not the agent's)."""
         latents, conds = [], []
         for index in torch.arange(len(snippets)).split(ENCODE_CHUNK):
             batch = {k: v.to(self.device) for k, v in snippets.get_batch(index).items()}
             latents.append(self.vae.encoder(batch["states"], batch["actions"])[0])
-            conds.append(self._condition(batch["states"][:, 0], batch["task"]))
+            conds.append(self._condition(batch["states"][:, 0], batch["task"]) if with_condition else None)
         cond = {} if conds[0] is None else {"cond": torch.cat(conds)}
         return torch.cat(latents), cond
 
@@ -192,6 +201,108 @@ class LatentDiffusionAgent(BaseAgent):
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.latent_normalizer = Normalizer.from_dict(extra["latent_normalizer"])
 
+    # ------------------------------------------------------------------ behaviour filtering
+    def filter_behaviours(self: SelfLatent, keep: Sequence[int] | None, labelled: Any = None, *, max_tries: int = 16) -> SelfLatent:
+        """Sample only the behaviours ``keep`` from now on (``keep=None``: every behaviour again); returns the agent.
+
+        An agent trained on mixed-quality demonstrations can be told at acting time which of the
+        behaviours it learned to reproduce; :meth:`sample_latents` applies the filter, so
+        ``predict``, :func:`lwd_gym.evaluate` and every re-plan use it unchanged.  Two ways:
+
+        * **by task id** (``labelled=None``): for an agent whose diffusion is conditioned on the
+          task (``condition_on`` with ``"task"``) and trained on one dataset per behaviour, the
+          ids being the datasets' positions.  Each re-plan draws its task uniformly from ``keep``
+          (with one kept id, no draw: exactly the plans of that task id); the task id in the
+          observation is ignored while the filter is set.  The draw uses the environment's
+          noise stream, so deterministic acting stays deterministic.
+        * **by nearest labelled cluster** (``labelled`` given), for any agent, conditioned or
+          not: ``labelled`` is demonstrations labelled by behaviour, anything
+          :func:`~lwd_gym.data.load_demonstrations` reads with the same spaces as the training
+          data (typically a list of datasets, one per behaviour: the id is the position; or a
+          :class:`~lwd_gym.data.Demonstrations` whose ``tasks`` are the behaviour ids).  Their
+          snippets are encoded (:meth:`encode`'s posterior means, the windows the diffusion was
+          trained on), and each behaviour's centroid is the mean of its latents in the
+          diffusion's min-max scaled space (where every latent dimension has the same range).
+          A sampled latent whose nearest centroid is not kept is rejected and sampled again
+          (same condition, the environment's own noise stream), up to ``max_tries`` samplings in
+          all; if some are still rejected then, ``RuntimeError`` (the agent rarely generates the
+          kept behaviours in those states; the plans are unchanged).  ``behaviour_filter``
+          reports the acceptance rate and how well the centroids separate the labelled data
+          (:attr:`BehaviourFilter.labelled_accuracy`).
+
+        An acting-time setting, like ``action_horizon``: it is **not saved** with the agent
+        (``save``, ``save_pretrained``), is copied by :meth:`acting_copy`, kept by ``reset`` and
+        ``set_parameters``, and cleared by ``learn`` and ``load`` (new networks).
+
+        :raises ValueError: ``keep`` is empty, holds repeats, non-integers or unknown ids;
+            ``labelled`` is missing for an agent not conditioned on the task, has other spaces,
+            fewer than two behaviours, or a kept behaviour without a full snippet; ``max_tries``
+            is not a positive integer.
+        """
+        if not self.is_trained:
+            raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
+        if keep is None:
+            if labelled is not None:
+                raise ValueError("labelled demonstrations need keep= (the behaviour ids to keep); filter_behaviours(None) clears the filter")
+            self.behaviour_filter = None
+            return self
+        if isinstance(max_tries, bool) or not isinstance(max_tries, numbers.Integral) or max_tries < 1:
+            raise ValueError(f"max_tries must be a positive integer, got {max_tries!r}")
+        ids = behaviour_ids(keep)
+        if labelled is None:
+            if "task" not in self.conditioning:
+                raise ValueError(
+                    f"this agent's diffusion is conditioned on {self.conditioning!r}, not on task ids: pass labelled= demonstrations "
+                    "(e.g. a list of datasets, one per behaviour) to filter sampled latents by their nearest behaviour"
+                )
+            check_known_ids(ids, self.num_tasks, "task ids (one per training dataset)")
+            self.behaviour_filter = BehaviourFilter(keep=ids, max_tries=int(max_tries))
+            return self
+        centroids, accuracy = self._behaviour_centroids(labelled, ids)
+        self.behaviour_filter = BehaviourFilter(keep=ids, centroids=centroids, max_tries=int(max_tries), labelled_accuracy=accuracy)
+        return self
+
+    @torch.no_grad()
+    def _behaviour_centroids(self, labelled: Any, keep: tuple[int, ...]) -> tuple[torch.Tensor, tuple[float, ...]]:
+        """Centroids ``[n_behaviours, latent_dim]`` (scaled latent space) of labelled demonstrations,
+        and the fraction of each behaviour's snippets nearest its own centroid."""
+        demos = labelled if isinstance(labelled, Demonstrations) else load_demonstrations(labelled)
+        if demos.observation_space.shape != self.state_space.shape or demos.action_space.shape != self.action_space.shape:
+            raise ValueError(
+                f"labelled demonstrations have observations {demos.observation_space.shape} and actions {demos.action_space.shape}; "
+                f"this agent was trained on {self.state_space.shape} and {self.action_space.shape}"
+            )
+        if demos.num_tasks < 2:
+            raise ValueError("labelled demonstrations hold one behaviour: give one dataset per behaviour (a list), so there is something to filter")
+        check_known_ids(keep, demos.num_tasks, "labelled behaviours")
+        snippets = self._plan_snippets(
+            SnippetDataset(demos, self.snippet_length, self.obs_normalizer, self.action_normalizer, pad_short_episodes=self.pad_short_episodes)
+        )
+        labels = snippets.step_tasks[snippets.begins].to(self.device)
+        latents, _ = self._encode_snippets(snippets, with_condition=False)
+        scaled = self.latent_normalizer.normalize(latents)
+        counts = torch.bincount(labels, minlength=demos.num_tasks)
+        empty = [int(b) for b in torch.nonzero(counts == 0).flatten()]
+        if empty:
+            raise ValueError(f"labelled behaviour(s) {empty} have no snippet of {self.snippet_length} steps: each needs an episode at least that long")
+        centroids = torch.zeros(demos.num_tasks, scaled.shape[1], device=self.device, dtype=scaled.dtype).index_add_(0, labels, scaled)
+        centroids /= counts[:, None].to(scaled.dtype)
+        nearest = torch.cdist(scaled, centroids).argmin(dim=1)
+        accuracy = tuple(float((nearest[labels == b] == b).float().mean()) for b in range(demos.num_tasks))
+        return centroids, accuracy
+
+    def _draw_kept_tasks(self, n: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+        """Task ids ``[n]`` drawn uniformly from the filter's kept ids, one per sample (each from
+        its environment's generator when given a list)."""
+        keep = torch.as_tensor(self.behaviour_filter.keep, device=self.device)
+        if len(keep) == 1:
+            return keep.expand(n)
+        if isinstance(generator, list):
+            picks = torch.cat([torch.randint(len(keep), (1,), generator=g, device=self.device) for g in generator])
+        else:
+            picks = torch.randint(len(keep), (n,), generator=generator, device=self.device)
+        return keep[picks]
+
     # ------------------------------------------------------------------ acting
     def sample_latents(
         self, states: torch.Tensor, tasks: torch.Tensor | None = None, deterministic: bool = False, env_ids: np.ndarray | None = None
@@ -199,18 +310,50 @@ class LatentDiffusionAgent(BaseAgent):
         """Latents ``[n, latent_dim]`` from the EMA diffusion model for normalised ``states [n, state_dim]``.
 
         ``env_ids`` picks the environments' noise streams (as ``predict`` does); without them the
-        agent's own stream is used (``deterministic``: a generator seeded with ``seed``).
+        agent's own stream is used (``deterministic``: a generator seeded with ``seed``).  Only
+        the behaviours kept by :meth:`filter_behaviours` are sampled, when it was called.
         """
         n = len(states)
         if env_ids is not None:
             generator = self.noise_generators(env_ids, deterministic)
         else:
             generator = torch.Generator(self.device).manual_seed(self.seed) if deterministic else self._rng
-        z = self.diffusion.sample(
-            self._condition(states, tasks),
-            n,
-            num_inference_steps=self.num_inference_steps,
-            scheduler=self.scheduler,
-            generator=generator,
+        filt = self.behaviour_filter
+        if filt is not None and filt.by_task:
+            tasks = self._draw_kept_tasks(n, generator)
+            filt.sampled, filt.accepted = filt.sampled + n, filt.accepted + n
+        cond = self._condition(states, tasks)
+        z = self._sample_scaled(cond, n, generator)
+        if filt is not None and not filt.by_task:
+            z = self._rejecting(z, cond, generator)
+        return self.latent_normalizer.unnormalize(z)
+
+    def _sample_scaled(self, cond: torch.Tensor | None, n: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+        """``n`` latents ``[n, latent_dim]`` in the diffusion's scaled space."""
+        z = self.diffusion.sample(cond, n, num_inference_steps=self.num_inference_steps, scheduler=self.scheduler, generator=generator)
+        return z.reshape(n, -1)
+
+    def _rejecting(self, z: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+        """``z`` with every latent whose nearest behaviour is not kept sampled again (same
+        condition and noise stream), up to the filter's ``max_tries`` samplings in all."""
+        filt = self.behaviour_filter
+        keep = torch.as_tensor(filt.keep, device=z.device)
+        z = z.clone()
+        rejected = torch.arange(len(z), device=z.device)
+        for attempt in range(filt.max_tries):
+            if attempt:
+                rows = rejected.tolist()
+                gens = [generator[i] for i in rows] if isinstance(generator, list) else generator
+                z[rejected] = self._sample_scaled(None if cond is None else cond[rejected], len(rows), gens)
+            ok = torch.isin(filt.behaviour_of(z[rejected]), keep)
+            filt.sampled += len(rejected)
+            filt.accepted += int(ok.sum())
+            rejected = rejected[~ok]
+            if len(rejected) == 0:
+                return z
+        raise RuntimeError(
+            f"behaviour filter: {len(rejected)} of {len(z)} latent(s) were still nearest a behaviour not kept after {filt.max_tries} samplings "
+            f"(acceptance so far {filt.acceptance_rate:.1%}): the agent rarely generates behaviours {list(filt.keep)} in these states; "
+            "raise max_tries, keep more behaviours, or clear the filter (filter_behaviours(None)); the plans are unchanged"
         )
-        return self.latent_normalizer.unnormalize(z.reshape(n, -1))
+
