@@ -16,11 +16,20 @@ default budget (``<stage>_epochs``, at least ``lwd_gym.training.MIN_STEPS`` per 
 evaluated on ``episodes`` seeded episodes next to the uniform-random floor.  Writes
 ``defaults-bimodal.json`` (steps per stage, last validation losses, success with Wilson
 intervals, left / right / collision shares, training seconds).
+
+Resumable, like the other sweeps: each agent's row is a cell under ``--out/cells/defaults`` (keyed by
+a hash of its *full* config, defaults included, the budget floor and the data, so changing a
+default re-runs only what it touches), its learning curves go to ``--out/logs/defaults/<key>``
+(committed) and an interrupted training resumes from ``--out/cache/defaults/<key>-state``.
+``--only LWD,MLP`` runs a part of the sweep; the JSON lists every finished row.
 """
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -31,6 +40,7 @@ from lwd_gym import DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent, evaluate
 from lwd_gym.data.collect import rollout_episodes, write_minari_dataset
 from lwd_gym.envs.bimodal import ENV_ID, BimodalExpert
 from lwd_gym.evaluation import wilson_interval
+from lwd_gym.training import MIN_STEPS
 
 ENV_KWARGS = {"max_step": 0.035}  # not the demo's geometry: a slower point, longer episodes
 EVAL_SEED = 10_000
@@ -76,23 +86,48 @@ def row(name: str, agent: Any, episodes: int, seconds: float | None) -> dict[str
     }  # fmt: skip
 
 
+def agent_cell(name: str, kwargs: dict[str, Any], data: Any, cfg: dict[str, Any], args: Any, progress: bool) -> dict[str, Any]:
+    """``name``'s row: read from its cell if a previous run finished it, else trained (resumably) and evaluated."""
+    agent = CLASSES[name](**kwargs, device=args.device, seed=0)
+    train = {"steps": cfg["steps"], "min_steps": MIN_STEPS, "episodes": cfg["episodes"], "eval_seed": EVAL_SEED}
+    key = common.cache_key(name.lower(), agent.config, train, [data.spec.dataset_id, data.total_episodes])
+    out = Path(args.out)
+    cell = out / "cells" / "defaults" / f"{key}.json"
+    if cell.exists():
+        return json.loads(cell.read_text())
+    state = out / "cache" / "defaults" / f"{key}-state"
+    start = time.perf_counter()
+    agent.learn(data, progress_bar=progress, log_dir=out / "logs" / "defaults" / key, checkpoint_dir=state,
+                **({} if cfg["steps"] is None else {"steps": cfg["steps"]}))  # fmt: skip
+    result = {**row(name, agent, cfg["episodes"], time.perf_counter() - start), "key": key}
+    common.write_json(cell.parent, cell.stem, result)
+    shutil.rmtree(state, ignore_errors=True)  # only needed to resume an unfinished training
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = common.parser(__doc__.splitlines()[0], profiles=tuple(PROFILES)).parse_args(argv)
+    p = common.parser(__doc__.splitlines()[0], profiles=tuple(PROFILES))
+    p.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], default=None, help="comma-separated agents (e.g. LWD,MLP): a part of the sweep")
+    args = p.parse_args(argv)
     common.setup(args)
     cfg = PROFILES[args.profile]
+    unknown = sorted(set(args.only or ()) - set(cfg["agents"]))
+    if unknown:
+        raise SystemExit(f"--only: unknown agent(s) {unknown}; this profile has {', '.join(cfg['agents'])}")
     progress = args.profile != "tiny"
     data = dataset(cfg["demos"], progress)
     rows = []
     for name, kwargs in cfg["agents"].items():
-        agent = CLASSES[name](**kwargs, device=args.device, seed=0)
-        start = time.perf_counter()
-        agent.learn(data, progress_bar=progress, **({} if cfg["steps"] is None else {"steps": cfg["steps"]}))
-        rows.append(row(name, agent, cfg["episodes"], time.perf_counter() - start))
+        if args.only and name not in args.only:
+            continue
+        rows.append(agent_cell(name, kwargs, data, cfg, args, progress))
         print(common.format_table(rows[-1:], [("agent", "agent", "{}"), ("success", "success_rate", "{:.1%}")]))
-    floor = RandomAgent(agent.observation_space, agent.action_space, device="cpu")
+    env = gym.make(ENV_ID, **ENV_KWARGS)
+    floor = RandomAgent(env.observation_space, env.action_space, device="cpu")
+    env.close()
     rows.append(row("Random", floor, cfg["episodes"], None))
     results = {"benchmark": "defaults-bimodal", "profile": args.profile, "machine": common.machine(), "env": ENV_ID, "env_kwargs": ENV_KWARGS,
-               "demos": cfg["demos"], "eval_seed": EVAL_SEED, "rows": rows}  # fmt: skip
+               "demos": cfg["demos"], "eval_seed": EVAL_SEED, "min_steps": MIN_STEPS, "only": args.only, "rows": rows}  # fmt: skip
     path = common.write_json(args.out, "defaults-bimodal" if args.profile == "quick" else f"defaults-bimodal-{args.profile}", results)
     print(common.format_table(rows, [
         ("agent", "agent", "{}"), ("success", "success_rate", "{:.1%}"), ("95% CI", "success_ci95", "[{0[0]:.2f}, {0[1]:.2f}]"),

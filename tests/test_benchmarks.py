@@ -158,3 +158,12 @@ def test_defaults(tmp_path):
         low, high = r["success_ci95"]
         assert 0 <= low <= r["success_rate"] <= high <= 1 and r["episodes"] == 4
         assert 0 <= r["left"] + r["right"] <= 1
+    # resumable: every trained row is a cell (with its learning curves); a rerun reads it back, --only runs a part
+    cells = sorted((tmp_path / "cells" / "defaults").glob("*.json"))
+    assert len(cells) == 2 and all((tmp_path / "logs" / "defaults" / c.stem).is_dir() for c in cells)
+    stamps = [c.stat().st_mtime_ns for c in cells]
+    again = _run("defaults", tmp_path, "--only", "MLP")
+    assert [r["agent"] for r in again["rows"]] == ["MLP", "Random"] and again["rows"][0] == json.loads(json.dumps(rows["MLP"]))
+    assert [c.stat().st_mtime_ns for c in cells] == stamps
+    with pytest.raises(SystemExit, match="unknown agent"):
+        _run("defaults", tmp_path, "--only", "PPO")
