@@ -1,5 +1,6 @@
 """Smoke tests: every benchmark runs end to end on its tiny profile, writes a JSON of the
 documented shape and a PNG.  Numbers are not checked (benchmarks report them, tests don't)."""
+import csv
 import json
 import math
 
@@ -72,6 +73,20 @@ def test_horizon(tmp_path, monkeypatch):
     monkeypatch.setattr("benchmarks.horizon.evaluate", must_not_run)
     rerun = _run("horizon", tmp_path)
     assert rerun["rows"] == results["rows"] and rerun["training"] == results["training"]
+    # Cells are kept outside the (git-ignored) cache, with every trained agent's learning curves
+    # (in-training success at every eval_every), so a sweep resumes in a fresh checkout.
+    cells = list((tmp_path / "cells" / "horizon-pusht-tiny").glob("*.json"))
+    assert len(cells) == len(saved["cells"])
+    curves = sorted((tmp_path / "logs" / "horizon-pusht-tiny").iterdir())
+    assert len(curves) == len([t for t in saved["training"] if t["method"] != "Random"])
+    for d in curves:  # the acting stage (the last one) is evaluated while it trains
+        evaluated = [r["eval_success"] for f in d.glob("*.csv") for r in csv.DictReader(f.open()) if r.get("eval_success")]
+        assert evaluated and all(0 <= float(v) <= 1 for v in evaluated), d.name
+    part = _run("horizon", tmp_path, "--methods", "LWD", "--horizons", "8")
+    assert part["partial"] and {(r["method"], r["horizon"]) for r in part["rows"]} == {("LWD", 8)}
+    assert (tmp_path / "horizon-pusht-partial.json").exists()
+    with pytest.raises(SystemExit):
+        _run("horizon", tmp_path, "--horizons", "5")
 
 
 def test_diagnosis(tmp_path):
