@@ -63,6 +63,7 @@ def reconstruction_rollout(
     other_seeds: bool = True,
     max_steps: int | None = None,
     stop_on_success: bool = False,
+    info_keys: Sequence[str] = (),
 ) -> ReconstructionResult:
     """Roll out the policies an :class:`~lwd_gym.agents.LWDAgent`'s VAE decodes from demonstrations.
 
@@ -77,6 +78,9 @@ def reconstruction_rollout(
     :param max_steps: stop an episode after this many steps (default: the env's own limit).
     :param stop_on_success: end an episode at its first success (saves time on envs such as
         Metaworld whose episodes run on after success; returns and lengths then stop there).
+    :param info_keys: ``info`` keys whose value at an episode's last step goes in its record, as
+        in :func:`lwd_gym.evaluate` (e.g. ``"foot_contact_fraction"`` of the
+        :class:`~lwd_gym.behaviour.FootContacts` wrapper).
     """
     if not hasattr(agent, "vae") or not hasattr(agent.vae, "policy"):
         raise TypeError(f"reconstruction_rollout needs an agent with generated policies (LWDAgent), got {type(agent).__name__}")
@@ -95,7 +99,7 @@ def reconstruction_rollout(
             if len(same_task) > 1:
                 j = same_task[(np.searchsorted(same_task, i) + 1) % len(same_task)]
                 runs.append((int(i), int(demos.seeds[j]), "other"))
-    records = _rollout(agent, demos, runs, env, max_steps, stop_on_success)
+    records = _rollout(agent, demos, runs, env, max_steps, stop_on_success, tuple(info_keys))
     own = [r for r in records if r["kind"] == "own"]
     other = [r for r in records if r["kind"] == "other"]
     rate = lambda rs: sum(r["is_success"] for r in rs) / len(rs)  # noqa: E731
@@ -117,7 +121,9 @@ def _latents(agent: Any, demos: Demonstrations, episode: int, plans: int) -> tor
 
 
 @torch.no_grad()
-def _rollout(agent: Any, demos: Demonstrations, runs: list[tuple[int, int, str]], env: Any, max_steps: int | None, stop_on_success: bool) -> list[dict[str, Any]]:
+def _rollout(
+    agent: Any, demos: Demonstrations, runs: list[tuple[int, int, str]], env: Any, max_steps: int | None, stop_on_success: bool, info_keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
     records = []
     state_dim = agent.state_space.shape[0]
     low, high = agent.action_space.low, agent.action_space.high
@@ -140,5 +146,10 @@ def _rollout(agent: Any, demos: Demonstrations, runs: list[tuple[int, int, str]]
             if terminated or truncated or (success and stop_on_success):
                 break
         e.close()
-        records.append({"episode": episode, "task": task, "seed": seed, "kind": kind, "is_success": success, "return": total, "length": steps})
+        record = {"episode": episode, "task": task, "seed": seed, "kind": kind, "is_success": success, "return": total, "length": steps}
+        for key in info_keys:
+            if key in info:
+                value = np.asarray(info[key])
+                record[key] = value.item() if value.ndim == 0 else value.tolist()
+        records.append(record)
     return records

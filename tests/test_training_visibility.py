@@ -144,3 +144,25 @@ def test_reconstruction_rollout_replays_each_demonstrations_seed(twenty):
     assert result.n_episodes == 3 and 0 <= result.own_success <= 1 and result.other_success is not None
     with pytest.raises(TypeError, match="generated policies"):
         reconstruction_rollout(MLPAgent(hidden=(8,), device="cpu").learn(twenty, steps=1, progress_bar=False), twenty, ENV_ID)
+
+
+class CountSteps(gym.Wrapper):
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        return obs, reward, terminated, truncated, {**info, "steps_so_far": self.t, "pair": [self.t, -self.t]}
+
+
+def test_reconstruction_rollout_records_the_last_info_of_the_asked_keys(twenty):
+    agent = LWDAgent(**TINY_LWD).learn(twenty, vae_steps=2, diffusion_steps=1, progress_bar=False)
+    result = reconstruction_rollout(agent, twenty, lambda: CountSteps(gym.make(ENV_ID)), episodes=[0, 1], other_seeds=False, max_steps=7,
+                                    info_keys=("steps_so_far", "pair", "absent"))  # fmt: skip
+    for record in result.episodes:
+        assert record["steps_so_far"] == record["length"] and record["pair"] == [record["length"], -record["length"]]
+        assert "absent" not in record  # a key the env never reports is left out, as in evaluate
+    plain = reconstruction_rollout(agent, twenty, lambda: CountSteps(gym.make(ENV_ID)), episodes=[0], other_seeds=False, max_steps=7)
+    assert "steps_so_far" not in plain.episodes[0]
