@@ -1,0 +1,157 @@
+"""Latent behaviour filtering on robosuite Lift: keep only the better operators' behaviours.
+
+    python -m benchmarks.filtering --profile standard --threads 1   # the horizon benchmark's standard Lift agent
+
+The paper says LWD's latent space "can filter unwanted behaviours"; this measures it.  The agent
+is the horizon benchmark's LWD at its shortest action horizon on Lift (``benchmarks.horizon
+--env lift``: the same recipe, data and cache, so whichever benchmark runs first trains it),
+trained on demonstrations by all six synthetic operators (``lwd-gym collect robosuite/lift``:
+two operators per proficiency, 0 better, 1 okay, 2 worse, drawn per episode).  Its diffusion
+is conditioned on the state only, so filtering is by nearest labelled cluster
+(:meth:`~lwd_gym.agents.LatentDiffusionAgent.filter_behaviours` with ``labelled=``): the training
+demonstrations, labelled by proficiency, give one centroid per proficiency in latent space, and
+a sampled latent whose nearest centroid is not kept is sampled again.
+
+Conditions, each evaluated on the same ``episodes`` new seeds without perturbation: keep every
+behaviour (no filter; the horizon benchmark's own unperturbed cell), keep only "better", only
+"better" and "okay", only "worse".  Reported per condition: success (95 % Wilson interval), mean
+episode length (of all and of successful episodes), and the filter's acceptance rate; per
+proficiency, the demonstrations' own episode length and how well the centroids tell the
+labelled snippets apart.  Writes ``filtering-lift-<profile>.json`` / ``.png``; cells under
+``--out/cells/filtering-lift-<profile>`` (committed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import common, horizon
+from lwd_gym import evaluate
+from lwd_gym.data import load_demonstrations
+from lwd_gym.envs.robosuite import PROFICIENCY_LEVELS
+
+ENV = "lift"
+EVAL_SEED = 10_000  # the horizon benchmark's evaluation seeds
+MAX_TRIES = 32  # samplings per latent before the filter gives up
+#: (label, kept proficiency ids or None for no filter)
+CONDITIONS: tuple[tuple[str, tuple[int, ...] | None], ...] = (
+    ("all (no filter)", None),
+    ("better", (0,)),
+    ("better + okay", (0, 1)),
+    ("worse", (2,)),
+)
+
+
+def setting(profile: str) -> horizon.Setting:
+    s = horizon.setting(ENV, profile)
+    if profile == "tiny":  # enough episodes that every proficiency is drawn at least once
+        s = dataclasses.replace(s, num_demos=12)
+    return s
+
+
+def labelled(dataset: Any) -> Any:
+    """The dataset's demonstrations with each episode's task id set to its operator's proficiency."""
+    demos = load_demonstrations(dataset)
+    proficiency = np.array([int(ep.infos["proficiency"][0]) for ep in dataset.iterate_episodes() if len(ep.actions)], dtype=np.int64)
+    return dataclasses.replace(demos, tasks=proficiency, num_tasks=len(PROFICIENCY_LEVELS))
+
+
+def evaluate_condition(agent: Any, demos: Any, keep: tuple[int, ...], s: horizon.Setting, path: Path) -> dict[str, Any]:
+    """Success and lengths of ``agent`` sampling only the proficiencies ``keep`` (cached at ``path``)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    agent.filter_behaviours(keep, demos, max_tries=MAX_TRIES)
+    try:
+        result = evaluate(agent, horizon.env_factory(ENV, s, 0.0), s.episodes, seed=EVAL_SEED, n_envs=s.n_envs, count_flops=False, progress=False)
+    except RuntimeError as err:  # the filter found no kept latent in some state within MAX_TRIES samplings
+        cell: dict[str, Any] = {"error": str(err)}
+    else:
+        filt = agent.behaviour_filter
+        cell = {
+            "success_rate": result.success_rate, "success_ci95": list(result.success_ci95), "mean_length": result.mean_length,
+            "acceptance_rate": filt.acceptance_rate, "labelled_accuracy": list(filt.labelled_accuracy), "episodes": result.episodes,
+        }  # fmt: skip
+    finally:
+        agent.filter_behaviours(None)
+    common.write_json(path.parent, path.stem, cell)
+    return cell
+
+
+def plot(results: dict[str, Any], out: str, name: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["rows"] if "error" not in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = np.arange(len(rows))
+    rates = np.array([r["success_rate"] for r in rows])
+    low, high = np.array([r["success_ci95"] for r in rows]).T
+    ax1.bar(x, rates, yerr=[rates - low, high - rates], capsize=4, color="C0")
+    ax1.set_xticks(x, [r["keep"] for r in rows], rotation=15)
+    ax1.set(ylabel="success rate", ylim=(0, 1.05), title="success (95 % Wilson)")
+    ax2.bar(x, [r["mean_successful_length"] or 0 for r in rows], color="C1", label="generated (successful episodes)")
+    for p, length in enumerate(results["demo_lengths"].values()):
+        ax2.axhline(length, linestyle="--", color=f"C{p + 2}", label=f"demonstrations: {PROFICIENCY_LEVELS[p]}")
+    ax2.set_xticks(x, [r["keep"] for r in rows], rotation=15)
+    ax2.set(ylabel="steps", title="episode length")
+    ax2.legend(fontsize=7)
+    fig.suptitle(f"Lift, LWD H_a={results['horizon']}: sampling only some operators' behaviours ({results['profile']} profile)")
+    path = common.save_figure(fig, out, name)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = common.parser(__doc__.splitlines()[0], profiles=("tiny", "quick", "standard"))
+    args = p.parse_args(argv)
+    common.setup(args)
+    s = setting(args.profile)
+    h = s.horizons[0]
+    run = f"horizon-{ENV}-{args.profile}"  # the horizon benchmark's cache and curves: one agent for both
+    logs = Path(args.out) / "logs" / run if s.eval_every else None
+    start = time.perf_counter()
+    dataset, _ = horizon.demonstrations(s, args.profile)
+    agent, train_seconds = horizon.trained_agent("LWD", h, s, 0, dataset, Path(args.out) / "cache" / run, args.device, ENV, logs)
+    demos = labelled(dataset)
+    counts = np.bincount(demos.tasks, minlength=len(PROFICIENCY_LEVELS))
+    if (counts == 0).any():
+        raise SystemExit(f"the demonstrations hold no episode of proficiency {[PROFICIENCY_LEVELS[i] for i in np.flatnonzero(counts == 0)]}")
+    key = horizon.agent_key("LWD", h, 0, s)
+    cells_dir = Path(args.out) / "cells" / f"filtering-{ENV}-{args.profile}"
+    rows = []
+    for label, keep in CONDITIONS:
+        if keep is None:  # exactly the horizon benchmark's unperturbed cell of this agent
+            cell = horizon.evaluate_cell(agent, ENV, s, 0.0, horizon.cell_path(Path(args.out) / "cells" / run, "LWD", h, 0, s, 0.0))
+        else:
+            cell = evaluate_condition(agent, demos, keep, s, cells_dir / f"{key}-keep{''.join(map(str, keep))}-{s.episodes}ep.json")
+        row = {"keep": label, "kept": None if keep is None else list(keep), **{k: v for k, v in cell.items() if k != "episodes"}}
+        if "episodes" in cell:
+            successes = [e["length"] for e in cell["episodes"] if e["is_success"]]
+            row["mean_successful_length"] = float(np.mean(successes)) if successes else None
+        rows.append(row)
+    demo_lengths = {PROFICIENCY_LEVELS[b]: float(np.mean(demos.lengths[demos.tasks == b])) for b in range(len(PROFICIENCY_LEVELS))}
+    results = {
+        "benchmark": "filtering", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "horizon": h, "agent": key,
+        "train_seconds": train_seconds, "episodes_per_condition": s.episodes, "eval_seed": EVAL_SEED, "max_tries": MAX_TRIES,
+        "demos": int(len(demos)), "demos_per_proficiency": dict(zip(PROFICIENCY_LEVELS, counts.tolist())), "demo_lengths": demo_lengths,
+        "rows": rows, "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    name = f"filtering-{ENV}-{args.profile}"
+    common.write_json(args.out, name, results)
+    plot(results, args.out, name)
+    columns = [("keep", "keep", "{}"), ("success", "success_rate", "{:.1%}"), ("mean length", "mean_length", "{:.0f}"),
+               ("length (successes)", "mean_successful_length", "{:.0f}"), ("acceptance", "acceptance_rate", "{:.2f}"), ("error", "error", "{}")]  # fmt: skip
+    print(common.format_table(rows, columns))
+    return results
+
+
+if __name__ == "__main__":
+    main()
