@@ -9,8 +9,11 @@ expert and medium actors of ``lwd_gym/data/experts``, and uniform random actions
 behaviour-conditioned agent of each kind is trained on the three datasets (task id = behaviour
 id: 0 expert, 1 medium, 2 random).  Each behaviour is judged by its feet
 (:mod:`lwd_gym.behaviour`): per trajectory, the fraction of steps the back and front foot touch
-the floor; then the Jensen-Shannon divergence (nats) between the 2-D histogram (10 x 10 bins) of
-the source's training trajectories and that of another set of trajectories.  Rows, per behaviour:
+the floor; then the Jensen-Shannon divergence (nats) between the 2-D histogram of the source's
+training trajectories and that of another set of trajectories (:func:`lwd_gym.behaviour.contact_js`:
+10 bins per foot spanning the source's fractions, plus an under- and an overflow bin; also
+reported with ten fixed bins per foot on [0, 1], ``js_unit_*``, which put every expert
+trajectory in one bin).  Rows, per behaviour:
 
 * **SOS**: the source policy's own trajectories from other seeds (the noise floor of the metric);
 * **LWD VAE-decoded**: the policy decoded from each source trajectory's posterior mean, rolled
@@ -78,12 +81,17 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 # ---------------------------------------------------------------------------- data
+def dataset_ids(n: int, seed: int) -> list[str]:
+    """The Minari ids of :func:`source_data`'s datasets."""
+    return [f"bench/{TASK}-{b}-{n}ep-seed{seed}-v0" for b in BEHAVIOURS]
+
+
 def source_data(n: int, seed: int, progress: bool) -> list[Any]:
     """One Minari dataset of ``n`` episodes per behaviour (:data:`BEHAVIOURS` order), episode
     ``i`` reset with ``seed + i``; collected once, then loaded."""
     return [
-        common.demonstrations(f"mujoco/{TASK}-{b}", n, seed, dataset_id=f"bench/{TASK}-{b}-{n}ep-seed{seed}-v0", progress=progress)
-        for b in BEHAVIOURS
+        common.demonstrations(f"mujoco/{TASK}-{b}", n, seed, dataset_id=dataset_id, progress=progress)
+        for b, dataset_id in zip(BEHAVIOURS, dataset_ids(n, seed))
     ]
 
 
@@ -117,11 +125,16 @@ def specs(cfg: dict[str, Any]) -> list[tuple[str, type[BaseAgent], dict[str, Any
     return rows
 
 
+def agent_key(label: str, cls: type[BaseAgent], params: dict[str, Any], budget: dict[str, int], ids: list[str]) -> str:
+    """The cache key of a spec's agent: its label, full config, budget and training dataset ids."""
+    return common.cache_key(label.lower().replace(" ", "-"), cls.config_class(**params), budget, ids)
+
+
 def trained(label: str, cls: type[BaseAgent], params: dict[str, Any], budget: dict[str, int], data: list[Any], out: Path, device: str,
             progress: bool) -> tuple[BaseAgent, str]:  # fmt: skip
     """The agent of a spec: loaded from the cache, or trained (resumably, with its learning curve) and cached."""
     config: AgentConfig = cls.config_class(**params)
-    key = common.cache_key(label.lower().replace(" ", "-"), config, budget, [d.spec.dataset_id for d in data])
+    key = agent_key(label, cls, params, budget, [d.spec.dataset_id for d in data])
     ckpt = out / "cache" / "behaviour" / f"{key}.ckpt"
     if ckpt.exists():
         return BaseAgent.load(ckpt, device=device), key
@@ -132,6 +145,18 @@ def trained(label: str, cls: type[BaseAgent], params: dict[str, Any], budget: di
     common.write_json(out / "logs" / "behaviour" / key, "train_time", {"seconds": time.perf_counter() - start})
     shutil.rmtree(state, ignore_errors=True)  # only needed to resume an unfinished training
     return agent, key
+
+
+class _Lazy:
+    """A value computed on first call, then kept."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make, self._value, self._made = make, None, False
+
+    def __call__(self) -> Any:
+        if not self._made:
+            self._value, self._made = self._make(), True
+        return self._value
 
 
 # ---------------------------------------------------------------------------- cells
@@ -183,12 +208,14 @@ def latent_cell(agent: LWDAgent, data: list[Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- the benchmark
 def js_rows(reference: list[dict[str, Any]], cells: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One table row per method: JS (nats) to each behaviour's source and mean return."""
+    """One table row per method: JS (nats) to each behaviour's source (``js_*``: bins spanning the
+    source's fractions; ``js_unit_*``: ten fixed bins per foot on [0, 1]) and mean return."""
     rows = []
     for method, per_behaviour in cells.items():
         row: dict[str, Any] = {"method": method}
         for b, name in enumerate(BEHAVIOURS):
             row[f"js_{name}"] = contact_js(reference[b]["fractions"], per_behaviour[b]["fractions"], BINS)
+            row[f"js_unit_{name}"] = contact_js(reference[b]["fractions"], per_behaviour[b]["fractions"], BINS, range="unit")
             row[f"return_{name}"] = float(np.mean(per_behaviour[b]["returns"]))
         rows.append(row)
     return rows
@@ -253,25 +280,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--only: unknown agent(s) {unknown}; this profile has {', '.join(label for label, *_ in all_specs)}")
     cells_dir = out / "cells" / f"behaviour-{args.profile}"
     start = time.perf_counter()
-    data = source_data(cfg["demos"], 0, progress)
-    fresh = source_data(cfg["eval_episodes"], EVAL_SEED, progress)
-    source = [cached(cells_dir / f"source-{b}-{cfg['demos']}ep.json", lambda d=d: episodes_summary(d)) for b, d in zip(BEHAVIOURS, data)]
-    cells: dict[str, list[dict[str, Any]]] = {"SOS": [cached(cells_dir / f"sos-{b}-{cfg['eval_episodes']}ep.json", lambda d=d: episodes_summary(d))
-                                                      for b, d in zip(BEHAVIOURS, fresh)]}  # fmt: skip
+    # Collected (or loaded), like the agents, only when a cell that needs them is missing.
+    data = _Lazy(lambda: source_data(cfg["demos"], 0, progress))
+    fresh = _Lazy(lambda: source_data(cfg["eval_episodes"], EVAL_SEED, progress))
+    source = [cached(cells_dir / f"source-{name}-{cfg['demos']}ep.json", lambda b=b: episodes_summary(data()[b])) for b, name in enumerate(BEHAVIOURS)]
+    cells: dict[str, list[dict[str, Any]]] = {"SOS": [cached(cells_dir / f"sos-{name}-{cfg['eval_episodes']}ep.json", lambda b=b: episodes_summary(fresh()[b]))
+                                                      for b, name in enumerate(BEHAVIOURS)]}  # fmt: skip
     latents: dict[str, Any] = {}
     keys: dict[str, str] = {}
     for label, cls, params, budget in all_specs:
         if args.only and label not in args.only:
             continue
-        agent, key = trained(label, cls, params, budget, data, out, device, progress)
+        key = agent_key(label, cls, params, budget, dataset_ids(cfg["demos"], 0))
+        # trained (or loaded) only when one of its cells is missing: committed cells need no agent
+        agent = _Lazy(lambda label=label, cls=cls, params=params, budget=budget: trained(label, cls, params, budget, data(), out, device, progress)[0])
         keys[label] = key
         if cls is LWDAgent:
-            cells[f"{label} VAE-decoded"] = [cached(cells_dir / f"{key}-decoded-{b}.json", lambda b=b: decoded(agent, data, b, cfg)) for b in range(len(BEHAVIOURS))]
-            cells[f"{label} diffusion"] = [cached(cells_dir / f"{key}-diffusion-{b}.json", lambda b=b: rollouts(agent, b, cfg, progress))
+            cells[f"{label} VAE-decoded"] = [cached(cells_dir / f"{key}-decoded-{b}.json", lambda b=b: decoded(agent(), data(), b, cfg)) for b in range(len(BEHAVIOURS))]
+            cells[f"{label} diffusion"] = [cached(cells_dir / f"{key}-diffusion-{b}.json", lambda b=b: rollouts(agent(), b, cfg, progress))
                                            for b in range(len(BEHAVIOURS))]  # fmt: skip
-            latents[label] = cached(cells_dir / f"{key}-latents.json", lambda: latent_cell(agent, data))
+            latents[label] = cached(cells_dir / f"{key}-latents.json", lambda: latent_cell(agent(), data()))
         else:
-            cells[label] = [cached(cells_dir / f"{key}-rollouts-{b}.json", lambda b=b: rollouts(agent, b, cfg, progress)) for b in range(len(BEHAVIOURS))]
+            cells[label] = [cached(cells_dir / f"{key}-rollouts-{b}.json", lambda b=b: rollouts(agent(), b, cfg, progress)) for b in range(len(BEHAVIOURS))]
     rows = js_rows(source, cells)
     results = {
         "benchmark": "behaviour-halfcheetah", "profile": args.profile, "machine": common.machine(), "device": device,

@@ -12,6 +12,7 @@ from lwd_gym.behaviour import (
     contact_fractions,
     contact_histogram,
     contact_js,
+    source_bins,
     episode_contact_fractions,
     foot_contacts,
     js_divergence,
@@ -55,10 +56,30 @@ def test_contact_histogram_has_fixed_bins_on_the_unit_square():
     h = contact_histogram(fractions, bins=10)
     assert h.shape == (10, 10) and h.sum() == pytest.approx(1.0)
     assert h[0, 0] == h[9, 9] == 0.25 and h[5, 0] == 0.5  # a fraction of exactly 1 is in the last bin
-    assert contact_js(fractions, fractions) == 0.0
-    assert contact_js(np.array([[0.1, 0.1]]), np.array([[0.9, 0.9]])) == pytest.approx(math.log(2))
+    assert contact_js(fractions, fractions) == contact_js(fractions, fractions, range="unit") == 0.0
+    assert contact_js(np.array([[0.1, 0.1]]), np.array([[0.9, 0.9]]), range="unit") == pytest.approx(math.log(2))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         contact_histogram(np.array([[1.2, 0.0]]))
+
+
+def test_source_bins_resolve_behaviours_inside_one_unit_bin():
+    # Two gaits whose feet touch the floor 5-7 % and 8-9 % of the time: one bin of ten on [0, 1].
+    rng = np.random.default_rng(0)
+    slow = rng.uniform(0.050, 0.069, size=(40, 2))
+    fast = rng.uniform(0.080, 0.089, size=(40, 2))
+    assert contact_js(slow, fast, range="unit") == 0.0  # fixed bins cannot tell them apart
+    assert contact_js(slow, fast) == pytest.approx(math.log(2))  # the source's bins: disjoint
+    assert contact_js(slow, slow) == 0.0
+    edges = source_bins(slow, bins=4)
+    assert edges[0][0] == 0.0 and edges[0][-1] == 1.0 and len(edges[0]) == 4 + 3  # under- and overflow bins
+    assert edges[0][1:-1] == pytest.approx(np.linspace(slow[:, 0].min(), slow[:, 0].max(), 5))
+    h = contact_histogram(fast, edges)
+    assert h.shape == (6, 6) and h[-1, -1] == 1.0  # all of fast beyond the source's range
+    assert source_bins(np.full((3, 1), 0.0), bins=2)[0] == pytest.approx([0.0, 0.005, 0.01, 1.0])  # a constant foot gets a width
+    with pytest.raises(ValueError, match="increasing edges"):
+        contact_histogram(fast, [np.array([0.0, 1.0])])
+    with pytest.raises(ValueError, match="'source' or 'unit'"):
+        contact_js(slow, fast, range="fixed")
 
 
 # ---------------------------------------------------------------------------------- MuJoCo contacts
