@@ -10,12 +10,14 @@ two operators per proficiency, 0 better, 1 okay, 2 worse, drawn per episode).  I
 is conditioned on the state only, so filtering is by nearest labelled cluster
 (:meth:`~lwd_gym.agents.LatentDiffusionAgent.filter_behaviours` with ``labelled=``): the training
 demonstrations, labelled by proficiency, give one centroid per proficiency in latent space, and
-a sampled latent whose nearest centroid is not kept is sampled again.
+a sampled latent whose nearest centroid is not kept is sampled again, up to 32 samplings; in a
+state where none of them is kept, the plan takes the sample closest to a kept behaviour
+(``on_exhausted="closest"``), and the share of such plans is reported (``fallback_rate``).
 
 Conditions, each evaluated on the same ``episodes`` new seeds without perturbation: keep every
 behaviour (no filter; the horizon benchmark's own unperturbed cell), keep only "better", only
 "better" and "okay", only "worse".  Reported per condition: success (95 % Wilson interval), mean
-episode length (of all and of successful episodes), and the filter's acceptance rate; per
+episode length (of all and of successful episodes), the filter's acceptance and fallback rates; per
 proficiency, the demonstrations' own episode length and how well the centroids tell the
 labelled snippets apart.  Writes ``filtering-lift-<profile>.json`` / ``.png``; cells under
 ``--out/cells/filtering-lift-<profile>`` (committed).
@@ -38,7 +40,8 @@ from lwd_gym.envs.robosuite import PROFICIENCY_LEVELS
 
 ENV = "lift"
 EVAL_SEED = 10_000  # the horizon benchmark's evaluation seeds
-MAX_TRIES = 32  # samplings per latent before the filter gives up
+MAX_TRIES = 32  # samplings per latent before the filter falls back on its closest sample
+ON_EXHAUSTED = "closest"  # a state where no kept latent came within MAX_TRIES must not end the episode
 #: (label, kept proficiency ids or None for no filter)
 CONDITIONS: tuple[tuple[str, tuple[int, ...] | None], ...] = (
     ("all (no filter)", None),
@@ -66,16 +69,15 @@ def evaluate_condition(agent: Any, demos: Any, keep: tuple[int, ...], s: horizon
     """Success and lengths of ``agent`` sampling only the proficiencies ``keep`` (cached at ``path``)."""
     if path.exists():
         return json.loads(path.read_text())
-    agent.filter_behaviours(keep, demos, max_tries=MAX_TRIES)
+    agent.filter_behaviours(keep, demos, max_tries=MAX_TRIES, on_exhausted=ON_EXHAUSTED)
     try:
         result = evaluate(agent, horizon.env_factory(ENV, s, 0.0), s.episodes, seed=EVAL_SEED, n_envs=s.n_envs, count_flops=False, progress=False)
-    except RuntimeError as err:  # the filter found no kept latent in some state within MAX_TRIES samplings
-        cell: dict[str, Any] = {"error": str(err)}
-    else:
         filt = agent.behaviour_filter
-        cell = {
+        cell: dict[str, Any] = {
             "success_rate": result.success_rate, "success_ci95": list(result.success_ci95), "mean_length": result.mean_length,
-            "acceptance_rate": filt.acceptance_rate, "labelled_accuracy": list(filt.labelled_accuracy), "episodes": result.episodes,
+            "acceptance_rate": filt.acceptance_rate, "labelled_accuracy": list(filt.labelled_accuracy),
+            # plans that took their closest sample (no kept latent within MAX_TRIES), of all plans
+            "fallback_rate": filt.fallbacks / (filt.accepted + filt.fallbacks), "episodes": result.episodes,
         }  # fmt: skip
     finally:
         agent.filter_behaviours(None)
@@ -89,7 +91,7 @@ def plot(results: dict[str, Any], out: str, name: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results["rows"] if "error" not in r]
+    rows = results["rows"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     x = np.arange(len(rows))
     rates = np.array([r["success_rate"] for r in rows])
@@ -131,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if keep is None:  # exactly the horizon benchmark's unperturbed cell of this agent
             cell = horizon.evaluate_cell(agent, ENV, s, 0.0, horizon.cell_path(Path(args.out) / "cells" / run, "LWD", h, 0, s, 0.0))
         else:
-            cell = evaluate_condition(agent, demos, keep, s, cells_dir / f"{key}-keep{''.join(map(str, keep))}-{s.episodes}ep.json")
+            cell = evaluate_condition(agent, demos, keep, s, cells_dir / f"{key}-keep{''.join(map(str, keep))}-{ON_EXHAUSTED}-{s.episodes}ep.json")
         row = {"keep": label, "kept": None if keep is None else list(keep), **{k: v for k, v in cell.items() if k != "episodes"}}
         if "episodes" in cell:
             successes = [e["length"] for e in cell["episodes"] if e["is_success"]]
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     demo_lengths = {PROFICIENCY_LEVELS[b]: float(np.mean(demos.lengths[demos.tasks == b])) for b in range(len(PROFICIENCY_LEVELS))}
     results = {
         "benchmark": "filtering", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "horizon": h, "agent": key,
-        "train_seconds": train_seconds, "episodes_per_condition": s.episodes, "eval_seed": EVAL_SEED, "max_tries": MAX_TRIES,
+        "train_seconds": train_seconds, "episodes_per_condition": s.episodes, "eval_seed": EVAL_SEED, "max_tries": MAX_TRIES, "on_exhausted": ON_EXHAUSTED,
         "demos": int(len(demos)), "demos_per_proficiency": dict(zip(PROFICIENCY_LEVELS, counts.tolist())), "demo_lengths": demo_lengths,
         "rows": rows, "seconds": time.perf_counter() - start,
     }  # fmt: skip
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     common.write_json(args.out, name, results)
     plot(results, args.out, name)
     columns = [("keep", "keep", "{}"), ("success", "success_rate", "{:.1%}"), ("mean length", "mean_length", "{:.0f}"),
-               ("length (successes)", "mean_successful_length", "{:.0f}"), ("acceptance", "acceptance_rate", "{:.2f}"), ("error", "error", "{}")]  # fmt: skip
+               ("length (successes)", "mean_successful_length", "{:.0f}"), ("acceptance", "acceptance_rate", "{:.2f}"), ("fallbacks", "fallback_rate", "{:.2f}")]  # fmt: skip
     print(common.format_table(rows, columns))
     return results
 

@@ -140,6 +140,34 @@ def test_rejected_latents_are_resampled_with_their_own_noise_streams_and_give_up
     assert torch.equal(z, c0.expand(4, -1))
 
 
+def test_on_exhausted_closest_takes_each_latents_sample_nearest_a_kept_behaviour(unconditioned, datasets):
+    """A latent never accepted within max_tries gets, with on_exhausted='closest', the one of its
+    samples that came closest to the kept centroid; accepted rows are untouched; fallbacks count."""
+    agent = unconditioned.acting_copy()
+    agent.filter_behaviours([0], labelled=datasets[:2], max_tries=3, on_exhausted="closest")
+    c0, c1 = agent.behaviour_filter.centroids
+    toward = iter([0.1, 0.3, 0.2])  # fractions of the way from c1 to c0: all still nearer c1
+
+    def scripted(cond, n, generator):
+        t = next(toward)
+        rows = [c1 + t * (c0 - c1)] * n
+        if n == 2:  # the first call: row 0 is kept at once
+            rows[0] = c0
+        return torch.stack(rows)
+
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    agent._sample_scaled = scripted
+    z = agent._rejecting(scripted(None, 2, gens), None, gens)
+    torch.testing.assert_close(z[0], c0)
+    torch.testing.assert_close(z[1], c1 + 0.3 * (c0 - c1))
+    filt = agent.behaviour_filter
+    assert (filt.sampled, filt.accepted, filt.fallbacks) == (4, 1, 1)
+    assert float(filt.kept_excess(c0[None])) == 0.0 and float(filt.kept_excess(c1[None])) > 0
+    with pytest.raises(ValueError, match="on_exhausted must be 'raise' or 'closest'"):
+        agent.filter_behaviours([0], labelled=datasets[:2], on_exhausted="best")
+    assert agent.behaviour_filter is filt  # the refused call left the filter as it was
+
+
 # ---------------------------------------------------------------------------------- by task id
 def test_one_kept_task_samples_exactly_that_tasks_plans(task_conditioned):
     agent = task_conditioned

@@ -30,16 +30,22 @@ class BehaviourFilter:
     :param labelled_accuracy: per labelled behaviour, the fraction of its own snippets whose
         nearest centroid is its own: how well the centroids tell the behaviours apart (near 1:
         well; near chance: the filter keeps latents more or less at random).
+    :param on_exhausted: what a latent still rejected after ``max_tries`` samplings gets:
+        ``"raise"`` (``RuntimeError``) or ``"closest"`` (its sample closest to a kept behaviour).
     :param sampled, accepted: latents sampled and accepted since the filter was set (their ratio
         is the acceptance rate).
+    :param fallbacks: latents that took their closest sample (``on_exhausted="closest"``) since
+        the filter was set.
     """
 
     keep: tuple[int, ...]
     centroids: torch.Tensor | None = None
     max_tries: int = 16
     labelled_accuracy: tuple[float, ...] = ()
+    on_exhausted: str = "raise"
     sampled: int = 0
     accepted: int = 0
+    fallbacks: int = 0
 
     @property
     def by_task(self) -> bool:
@@ -53,6 +59,13 @@ class BehaviourFilter:
     def behaviour_of(self, scaled: torch.Tensor) -> torch.Tensor:
         """The nearest centroid's behaviour id of each scaled latent ``[n, latent_dim]``."""
         return torch.cdist(scaled, self.centroids.to(scaled.dtype)).argmin(dim=1)
+
+    def kept_excess(self, scaled: torch.Tensor) -> torch.Tensor:
+        """Per scaled latent ``[n, latent_dim]``: its distance to the nearest kept centroid minus
+        that to the nearest centroid; 0 exactly when its nearest behaviour is kept."""
+        distances = torch.cdist(scaled, self.centroids.to(scaled.dtype))
+        kept = distances[:, torch.as_tensor(self.keep, device=scaled.device)].min(dim=1).values
+        return kept - distances.min(dim=1).values
 
 
 def behaviour_ids(keep: Sequence[int]) -> tuple[int, ...]:

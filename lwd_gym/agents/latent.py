@@ -202,7 +202,9 @@ class LatentDiffusionAgent(BaseAgent):
         self.latent_normalizer = Normalizer.from_dict(extra["latent_normalizer"])
 
     # ------------------------------------------------------------------ behaviour filtering
-    def filter_behaviours(self: SelfLatent, keep: Sequence[int] | None, labelled: Any = None, *, max_tries: int = 16) -> SelfLatent:
+    def filter_behaviours(
+        self: SelfLatent, keep: Sequence[int] | None, labelled: Any = None, *, max_tries: int = 16, on_exhausted: str = "raise"
+    ) -> SelfLatent:
         """Sample only the behaviours ``keep`` from now on (``keep=None``: every behaviour again); returns the agent.
 
         An agent trained on mixed-quality demonstrations can be told at acting time which of the
@@ -225,9 +227,14 @@ class LatentDiffusionAgent(BaseAgent):
           diffusion's min-max scaled space (where every latent dimension has the same range).
           A sampled latent whose nearest centroid is not kept is rejected and sampled again
           (same condition, the environment's own noise stream), up to ``max_tries`` samplings in
-          all; if some are still rejected then, ``RuntimeError`` (the agent rarely generates the
-          kept behaviours in those states; the plans are unchanged).  ``behaviour_filter``
-          reports the acceptance rate and how well the centroids separate the labelled data
+          all.  If some are still rejected then: with ``on_exhausted="raise"`` (default),
+          ``RuntimeError`` (the agent rarely generates the kept behaviours in those states; the
+          plans are unchanged); with ``on_exhausted="closest"``, each of them takes, of its
+          ``max_tries`` samples, the one that came closest to a kept behaviour (the smallest
+          excess of its distance to the nearest kept centroid over that to its nearest
+          centroid), so acting goes on, filtered as far as the agent allows, and
+          :attr:`BehaviourFilter.fallbacks` counts them.  ``behaviour_filter`` reports the
+          acceptance rate and how well the centroids separate the labelled data
           (:attr:`BehaviourFilter.labelled_accuracy`).
 
         An acting-time setting, like ``action_horizon``: it is **not saved** with the agent
@@ -237,7 +244,7 @@ class LatentDiffusionAgent(BaseAgent):
         :raises ValueError: ``keep`` is empty, holds repeats, non-integers or unknown ids;
             ``labelled`` is missing for an agent not conditioned on the task, has other spaces,
             fewer than two behaviours, or a kept behaviour without a full snippet; ``max_tries``
-            is not a positive integer.
+            is not a positive integer; ``on_exhausted`` is not ``"raise"`` or ``"closest"``.
         """
         if not self.is_trained:
             raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
@@ -248,6 +255,8 @@ class LatentDiffusionAgent(BaseAgent):
             return self
         if isinstance(max_tries, bool) or not isinstance(max_tries, numbers.Integral) or max_tries < 1:
             raise ValueError(f"max_tries must be a positive integer, got {max_tries!r}")
+        if on_exhausted not in ("raise", "closest"):
+            raise ValueError(f"on_exhausted must be 'raise' or 'closest', got {on_exhausted!r}")
         ids = behaviour_ids(keep)
         if labelled is None:
             if "task" not in self.conditioning:
@@ -259,7 +268,9 @@ class LatentDiffusionAgent(BaseAgent):
             self.behaviour_filter = BehaviourFilter(keep=ids, max_tries=int(max_tries))
             return self
         centroids, accuracy = self._behaviour_centroids(labelled, ids)
-        self.behaviour_filter = BehaviourFilter(keep=ids, centroids=centroids, max_tries=int(max_tries), labelled_accuracy=accuracy)
+        self.behaviour_filter = BehaviourFilter(
+            keep=ids, centroids=centroids, max_tries=int(max_tries), labelled_accuracy=accuracy, on_exhausted=on_exhausted
+        )
         return self
 
     @torch.no_grad()
@@ -335,25 +346,34 @@ class LatentDiffusionAgent(BaseAgent):
 
     def _rejecting(self, z: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
         """``z`` with every latent whose nearest behaviour is not kept sampled again (same
-        condition and noise stream), up to the filter's ``max_tries`` samplings in all."""
+        condition and noise stream), up to the filter's ``max_tries`` samplings in all; then
+        what the filter's ``on_exhausted`` says (raise, or each one's closest sample)."""
         filt = self.behaviour_filter
-        keep = torch.as_tensor(filt.keep, device=z.device)
         z = z.clone()
+        best, best_excess = z.clone(), torch.full((len(z),), float("inf"), device=z.device)
         rejected = torch.arange(len(z), device=z.device)
         for attempt in range(filt.max_tries):
             if attempt:
                 rows = rejected.tolist()
                 gens = [generator[i] for i in rows] if isinstance(generator, list) else generator
                 z[rejected] = self._sample_scaled(None if cond is None else cond[rejected], len(rows), gens)
-            ok = torch.isin(filt.behaviour_of(z[rejected]), keep)
+            excess = filt.kept_excess(z[rejected])
+            closer = excess < best_excess[rejected]
+            best[rejected[closer]], best_excess[rejected[closer]] = z[rejected[closer]], excess[closer]
+            ok = excess <= 0
             filt.sampled += len(rejected)
             filt.accepted += int(ok.sum())
             rejected = rejected[~ok]
             if len(rejected) == 0:
                 return z
+        if filt.on_exhausted == "closest":
+            z[rejected] = best[rejected]
+            filt.fallbacks += len(rejected)
+            return z
         raise RuntimeError(
             f"behaviour filter: {len(rejected)} of {len(z)} latent(s) were still nearest a behaviour not kept after {filt.max_tries} samplings "
             f"(acceptance so far {filt.acceptance_rate:.1%}): the agent rarely generates behaviours {list(filt.keep)} in these states; "
-            "raise max_tries, keep more behaviours, or clear the filter (filter_behaviours(None)); the plans are unchanged"
+            "raise max_tries, keep more behaviours, filter with on_exhausted='closest', or clear the filter (filter_behaviours(None)); "
+            "the plans are unchanged"
         )
 
