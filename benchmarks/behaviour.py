@@ -259,6 +259,7 @@ def plot(results: dict[str, Any], out: Path, name: str) -> Path:
     for j in range(len(latents), axes.shape[1]):
         axes[1, j].axis("off")
     fig.suptitle(f"HalfCheetah behaviour reconstruction ({results['profile']} profile)")
+    fig.tight_layout()
     path = common.save_figure(fig, out, name)
     plt.close(fig)
     return path
