@@ -10,7 +10,10 @@ two operators per proficiency, 0 better, 1 okay, 2 worse, drawn per episode).  I
 is conditioned on the state only, so filtering is by nearest labelled cluster
 (:meth:`~lwd_gym.agents.LatentDiffusionAgent.filter_behaviours` with ``labelled=``): the training
 demonstrations, labelled by proficiency, give one centroid per proficiency in latent space, and
-a sampled latent whose nearest centroid is not kept is sampled again, up to 32 samplings; in a
+a sampled latent whose nearest centroid is not kept is sampled again, up to 32 samplings (and
+the same with the other classifier, ``classifier="knn"``: the proficiency most of the latent's 10
+nearest labelled latents have, which compares a latent only with snippets of the same phase
+of the task, where the centroids mix the phases); in a
 state where none of them is kept, the plan takes the sample closest to a kept behaviour
 (``on_exhausted="closest"``), and the share of such plans is reported (``fallback_rate``).
 
@@ -42,6 +45,9 @@ ENV = "lift"
 EVAL_SEED = 10_000  # the horizon benchmark's evaluation seeds
 MAX_TRIES = 32  # samplings per latent before the filter falls back on its closest sample
 ON_EXHAUSTED = "closest"  # a state where no kept latent came within MAX_TRIES must not end the episode
+#: how a sampled latent's proficiency is named: nearest centroid, or the vote of its K nearest labelled latents
+CLASSIFIERS = ("centroid", "knn")
+K = 10
 #: (label, kept proficiency ids or None for no filter)
 CONDITIONS: tuple[tuple[str, tuple[int, ...] | None], ...] = (
     ("all (no filter)", None),
@@ -49,6 +55,18 @@ CONDITIONS: tuple[tuple[str, tuple[int, ...] | None], ...] = (
     ("better + okay", (0, 1)),
     ("worse", (2,)),
 )
+
+
+def conditions() -> list[tuple[str, tuple[int, ...] | None, str | None]]:
+    """``(label, kept proficiencies, classifier)`` of every row: no filter once, then each
+    filtered condition with each classifier."""
+    rows: list[tuple[str, tuple[int, ...] | None, str | None]] = []
+    for label, keep in CONDITIONS:
+        if keep is None:
+            rows.append((label, None, None))
+        else:
+            rows += [(f"{label} ({'nearest centroid' if c == 'centroid' else f'{K}-NN vote'})", keep, c) for c in CLASSIFIERS]
+    return rows
 
 
 def setting(profile: str) -> horizon.Setting:
@@ -65,11 +83,12 @@ def labelled(dataset: Any) -> Any:
     return dataclasses.replace(demos, tasks=proficiency, num_tasks=len(PROFICIENCY_LEVELS))
 
 
-def evaluate_condition(agent: Any, demos: Any, keep: tuple[int, ...], s: horizon.Setting, path: Path) -> dict[str, Any]:
-    """Success and lengths of ``agent`` sampling only the proficiencies ``keep`` (cached at ``path``)."""
+def evaluate_condition(agent: Any, demos: Any, keep: tuple[int, ...], classifier: str, s: horizon.Setting, path: Path) -> dict[str, Any]:
+    """Success and lengths of ``agent`` sampling only the proficiencies ``keep``, named by
+    ``classifier`` (cached at ``path``)."""
     if path.exists():
         return json.loads(path.read_text())
-    agent.filter_behaviours(keep, demos, max_tries=MAX_TRIES, on_exhausted=ON_EXHAUSTED)
+    agent.filter_behaviours(keep, demos, classifier=classifier, k=K, max_tries=MAX_TRIES, on_exhausted=ON_EXHAUSTED)
     try:
         result = evaluate(agent, horizon.env_factory(ENV, s, 0.0), s.episodes, seed=EVAL_SEED, n_envs=s.n_envs, count_flops=False, progress=False)
         filt = agent.behaviour_filter
@@ -92,17 +111,17 @@ def plot(results: dict[str, Any], out: str, name: str) -> Path:
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.5))
     x = np.arange(len(rows))
     rates = np.array([r["success_rate"] for r in rows])
     low, high = np.array([r["success_ci95"] for r in rows]).T
     ax1.bar(x, rates, yerr=[rates - low, high - rates], capsize=4, color="C0")
-    ax1.set_xticks(x, [r["keep"] for r in rows], rotation=15)
+    ax1.set_xticks(x, [r["keep"] for r in rows], rotation=30, ha="right", fontsize=7)
     ax1.set(ylabel="success rate", ylim=(0, 1.05), title="success (95 % Wilson)")
     ax2.bar(x, [r["mean_successful_length"] or 0 for r in rows], color="C1", label="generated (successful episodes)")
     for p, length in enumerate(results["demo_lengths"].values()):
         ax2.axhline(length, linestyle="--", color=f"C{p + 2}", label=f"demonstrations: {PROFICIENCY_LEVELS[p]}")
-    ax2.set_xticks(x, [r["keep"] for r in rows], rotation=15)
+    ax2.set_xticks(x, [r["keep"] for r in rows], rotation=30, ha="right", fontsize=7)
     ax2.set(ylabel="steps", title="episode length")
     ax2.legend(fontsize=7)
     fig.suptitle(f"Lift, LWD H_a={results['horizon']}: sampling only some operators' behaviours ({results['profile']} profile)")
@@ -129,12 +148,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     key = horizon.agent_key("LWD", h, 0, s)
     cells_dir = Path(args.out) / "cells" / f"filtering-{ENV}-{args.profile}"
     rows = []
-    for label, keep in CONDITIONS:
+    for label, keep, classifier in conditions():
         if keep is None:  # exactly the horizon benchmark's unperturbed cell of this agent
             cell = horizon.evaluate_cell(agent, ENV, s, 0.0, horizon.cell_path(Path(args.out) / "cells" / run, "LWD", h, 0, s, 0.0))
         else:
-            cell = evaluate_condition(agent, demos, keep, s, cells_dir / f"{key}-keep{''.join(map(str, keep))}-{ON_EXHAUSTED}-{s.episodes}ep.json")
-        row = {"keep": label, "kept": None if keep is None else list(keep), **{k: v for k, v in cell.items() if k != "episodes"}}
+            name = f"{key}-keep{''.join(map(str, keep))}-{classifier}{K if classifier == 'knn' else ''}-{ON_EXHAUSTED}-{s.episodes}ep.json"
+            cell = evaluate_condition(agent, demos, keep, classifier, s, cells_dir / name)
+        row = {"keep": label, "kept": None if keep is None else list(keep), "classifier": classifier,
+               **{k: v for k, v in cell.items() if k != "episodes"}}  # fmt: skip
         if "episodes" in cell:
             successes = [e["length"] for e in cell["episodes"] if e["is_success"]]
             row["mean_successful_length"] = float(np.mean(successes)) if successes else None
@@ -142,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     demo_lengths = {PROFICIENCY_LEVELS[b]: float(np.mean(demos.lengths[demos.tasks == b])) for b in range(len(PROFICIENCY_LEVELS))}
     results = {
         "benchmark": "filtering", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "horizon": h, "agent": key,
-        "train_seconds": train_seconds, "episodes_per_condition": s.episodes, "eval_seed": EVAL_SEED, "max_tries": MAX_TRIES, "on_exhausted": ON_EXHAUSTED,
+        "train_seconds": train_seconds, "episodes_per_condition": s.episodes, "eval_seed": EVAL_SEED, "max_tries": MAX_TRIES, "on_exhausted": ON_EXHAUSTED, "k": K,
         "demos": int(len(demos)), "demos_per_proficiency": dict(zip(PROFICIENCY_LEVELS, counts.tolist())), "demo_lengths": demo_lengths,
         "rows": rows, "seconds": time.perf_counter() - start,
     }  # fmt: skip

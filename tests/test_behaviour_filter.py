@@ -112,6 +112,48 @@ def test_cluster_filter_only_yields_latents_of_the_kept_behaviour(unconditioned,
     assert agent.filter_behaviours(None).behaviour_filter is None
 
 
+def _scaled_windows(agent, datasets):
+    """Every training window's scaled latent and its behaviour, with ``encode`` (as _scaled_centroids)."""
+    latents, labels = [], []
+    for b, ds in enumerate(datasets):
+        demos = load_demonstrations(ds)
+        rows = lambda s, n: np.minimum(np.arange(s, s + H), n - 1)  # noqa: E731
+        windows = [(o[rows(s, len(a))], a[rows(s, len(a))]) for o, a in zip(demos.observations, demos.actions) for s in range(len(a))]
+        z = agent.encode(np.stack([w[0] for w in windows]), np.stack([w[1] for w in windows]))
+        latents.append(agent.latent_normalizer.normalize(torch.as_tensor(z)))
+        labels.append(torch.full((len(z),), b))
+    return torch.cat(latents), torch.cat(labels)
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_neighbour_filter_only_yields_latents_most_of_whose_neighbours_are_kept(unconditioned, datasets, keep):
+    agent = unconditioned.acting_copy()
+    agent.filter_behaviours([keep], labelled=datasets[:2], classifier="knn", k=7, max_tries=64)
+    filt = agent.behaviour_filter
+    assert (filt.classifier, filt.k) == ("knn", 7) and not filt.by_task
+    reference, labels = _scaled_windows(agent, datasets[:2])
+    assert len(filt.latents) == len(reference) and torch.bincount(filt.labels).tolist() == torch.bincount(labels).tolist()
+    # the behaviours act in opposite directions: other episodes' neighbours name them almost always
+    assert min(filt.labelled_accuracy) > 0.9
+    states = torch.as_tensor(agent.obs_normalizer.normalize(np.random.default_rng(0).normal(0, 0.3, (64, OBS_DIM)).astype(np.float32)))
+    z = agent.latent_normalizer.normalize(agent.sample_latents(states))
+    nearest = torch.cdist(z, reference).topk(7, dim=1, largest=False).indices
+    votes = torch.stack([(labels[nearest] == b).sum(dim=1) for b in range(2)], dim=1)
+    assert (votes[:, keep] >= votes[:, 1 - keep]).all()
+
+
+def test_neighbour_votes_skip_the_latents_own_episode():
+    latents = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
+    filt = BehaviourFilter(keep=(0,), centroids=torch.tensor([[0.05], [1.05]]), classifier="knn", k=1, latents=latents, labels=torch.tensor([0, 0, 1, 1]))
+    assert filt.behaviour_of(torch.tensor([[0.04], [1.2]])).tolist() == [0, 1]
+    assert filt.kept_excess(torch.tensor([[0.04], [1.2]])).tolist() == [0.0, 1.0]
+    filt.k = 3  # 0.4: two votes for 0, one for 1
+    assert filt.votes(torch.tensor([[0.4]])).tolist() == [[2, 1]] and filt.kept_excess(torch.tensor([[0.4]])).tolist() == [0.0]
+    filt.k = 1  # with each pair one episode, a latent's nearest other-episode neighbour is the other behaviour
+    assert filt.behaviour_of(latents, exclude_groups=torch.tensor([0, 0, 1, 1])).tolist() == [1, 1, 0, 0]
+    assert filt.votes(latents, exclude_groups=torch.tensor([0, 0, 1, 1]), chunk=1).sum(dim=1).tolist() == [1, 1, 1, 1]
+
+
 def test_rejected_latents_are_resampled_with_their_own_noise_streams_and_give_up_after_max_tries(unconditioned, datasets):
     """With a scripted sampler: rows nearest a rejected behaviour are sampled again (only them, each
     with its own generator and condition), and a latent never accepted raises after max_tries."""
@@ -165,6 +207,10 @@ def test_on_exhausted_closest_takes_each_latents_sample_nearest_a_kept_behaviour
     assert float(filt.kept_excess(c0[None])) == 0.0 and float(filt.kept_excess(c1[None])) > 0
     with pytest.raises(ValueError, match="on_exhausted must be 'raise' or 'closest'"):
         agent.filter_behaviours([0], labelled=datasets[:2], on_exhausted="best")
+    with pytest.raises(ValueError, match="classifier must be 'centroid' or 'knn'"):
+        agent.filter_behaviours([0], labelled=datasets[:2], classifier="nearest")
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        agent.filter_behaviours([0], labelled=datasets[:2], classifier="knn", k=0)
     assert agent.behaviour_filter is filt  # the refused call left the filter as it was
 
 

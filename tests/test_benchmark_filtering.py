@@ -19,7 +19,8 @@ def test_filtering_benchmark(tmp_path, monkeypatch):
     results = filtering.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1"])
     saved = json.loads((tmp_path / "filtering-lift-tiny.json").read_text())
     assert (tmp_path / "filtering-lift-tiny.png").read_bytes()[:8] == PNG_MAGIC
-    assert [r["keep"] for r in saved["rows"]] == [label for label, _ in filtering.CONDITIONS]
+    assert [r["keep"] for r in saved["rows"]] == [label for label, _, _ in filtering.conditions()]
+    assert [r["classifier"] for r in saved["rows"]] == [None] + ["centroid", "knn"] * (len(filtering.CONDITIONS) - 1)
     assert sum(saved["demos_per_proficiency"].values()) == saved["demos"] and min(saved["demos_per_proficiency"].values()) >= 1
     for row in saved["rows"]:  # every condition acts to the end: unfilterable states fall back on the closest sample
         assert "error" not in row

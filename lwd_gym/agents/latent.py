@@ -203,7 +203,14 @@ class LatentDiffusionAgent(BaseAgent):
 
     # ------------------------------------------------------------------ behaviour filtering
     def filter_behaviours(
-        self: SelfLatent, keep: Sequence[int] | None, labelled: Any = None, *, max_tries: int = 16, on_exhausted: str = "raise"
+        self: SelfLatent,
+        keep: Sequence[int] | None,
+        labelled: Any = None,
+        *,
+        classifier: str = "centroid",
+        k: int = 10,
+        max_tries: int = 16,
+        on_exhausted: str = "raise",
     ) -> SelfLatent:
         """Sample only the behaviours ``keep`` from now on (``keep=None``: every behaviour again); returns the agent.
 
@@ -223,18 +230,24 @@ class LatentDiffusionAgent(BaseAgent):
           data (typically a list of datasets, one per behaviour: the id is the position; or a
           :class:`~lwd_gym.data.Demonstrations` whose ``tasks`` are the behaviour ids).  Their
           snippets are encoded (:meth:`encode`'s posterior means, the windows the diffusion was
-          trained on), and each behaviour's centroid is the mean of its latents in the
-          diffusion's min-max scaled space (where every latent dimension has the same range).
-          A sampled latent whose nearest centroid is not kept is rejected and sampled again
+          trained on) into the diffusion's min-max scaled space (where every latent dimension
+          has the same range).  ``classifier`` names a sampled latent's behaviour:
+          ``"centroid"`` (default), the nearest behaviour centroid (the mean of its latents);
+          ``"knn"``, the behaviour most of its ``k`` nearest labelled latents have (a kept
+          behaviour tied for most votes counts as kept).  Centroids suit behaviours that are
+          groups in latent space (one policy per episode, Fig 8); when the task's phase
+          dominates the latent geometry (a policy re-sampled every few steps: the latents of
+          one phase lie together whoever demonstrated it), the neighbours compare a latent only
+          with the labelled latents of the same phase.
+          A sampled latent whose behaviour is not kept is rejected and sampled again
           (same condition, the environment's own noise stream), up to ``max_tries`` samplings in
           all.  If some are still rejected then: with ``on_exhausted="raise"`` (default),
           ``RuntimeError`` (the agent rarely generates the kept behaviours in those states; the
           plans are unchanged); with ``on_exhausted="closest"``, each of them takes, of its
-          ``max_tries`` samples, the one that came closest to a kept behaviour (the smallest
-          excess of its distance to the nearest kept centroid over that to its nearest
-          centroid), so acting goes on, filtered as far as the agent allows, and
+          ``max_tries`` samples, the one that came closest to a kept behaviour
+          (:meth:`BehaviourFilter.kept_excess`), so acting goes on, filtered as far as the agent allows, and
           :attr:`BehaviourFilter.fallbacks` counts them.  ``behaviour_filter`` reports the
-          acceptance rate and how well the centroids separate the labelled data
+          acceptance rate and how well the classifier tells the labelled data apart
           (:attr:`BehaviourFilter.labelled_accuracy`).
 
         An acting-time setting, like ``action_horizon``: it is **not saved** with the agent
@@ -244,7 +257,8 @@ class LatentDiffusionAgent(BaseAgent):
         :raises ValueError: ``keep`` is empty, holds repeats, non-integers or unknown ids;
             ``labelled`` is missing for an agent not conditioned on the task, has other spaces,
             fewer than two behaviours, or a kept behaviour without a full snippet; ``max_tries``
-            is not a positive integer; ``on_exhausted`` is not ``"raise"`` or ``"closest"``.
+            or ``k`` is not a positive integer; ``classifier`` is not ``"centroid"`` or
+            ``"knn"``; ``on_exhausted`` is not ``"raise"`` or ``"closest"``.
         """
         if not self.is_trained:
             raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
@@ -257,6 +271,10 @@ class LatentDiffusionAgent(BaseAgent):
             raise ValueError(f"max_tries must be a positive integer, got {max_tries!r}")
         if on_exhausted not in ("raise", "closest"):
             raise ValueError(f"on_exhausted must be 'raise' or 'closest', got {on_exhausted!r}")
+        if classifier not in ("centroid", "knn"):
+            raise ValueError(f"classifier must be 'centroid' or 'knn', got {classifier!r}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
         ids = behaviour_ids(keep)
         if labelled is None:
             if "task" not in self.conditioning:
@@ -267,16 +285,15 @@ class LatentDiffusionAgent(BaseAgent):
             check_known_ids(ids, self.num_tasks, "task ids (one per training dataset)")
             self.behaviour_filter = BehaviourFilter(keep=ids, max_tries=int(max_tries))
             return self
-        centroids, accuracy = self._behaviour_centroids(labelled, ids)
-        self.behaviour_filter = BehaviourFilter(
-            keep=ids, centroids=centroids, max_tries=int(max_tries), labelled_accuracy=accuracy, on_exhausted=on_exhausted
-        )
+        filt = self._labelled_filter(labelled, ids, classifier, int(k))
+        filt.max_tries, filt.on_exhausted = int(max_tries), on_exhausted
+        self.behaviour_filter = filt
         return self
 
     @torch.no_grad()
-    def _behaviour_centroids(self, labelled: Any, keep: tuple[int, ...]) -> tuple[torch.Tensor, tuple[float, ...]]:
-        """Centroids ``[n_behaviours, latent_dim]`` (scaled latent space) of labelled demonstrations,
-        and the fraction of each behaviour's snippets nearest its own centroid."""
+    def _labelled_filter(self, labelled: Any, keep: tuple[int, ...], classifier: str, k: int) -> BehaviourFilter:
+        """A :class:`BehaviourFilter` from labelled demonstrations: their scaled latents, labels and
+        centroids, and how often the classifier names each behaviour's own snippets rightly."""
         demos = labelled if isinstance(labelled, Demonstrations) else load_demonstrations(labelled)
         if demos.observation_space.shape != self.state_space.shape or demos.action_space.shape != self.action_space.shape:
             raise ValueError(
@@ -298,9 +315,15 @@ class LatentDiffusionAgent(BaseAgent):
             raise ValueError(f"labelled behaviour(s) {empty} have no snippet of {self.snippet_length} steps: each needs an episode at least that long")
         centroids = torch.zeros(demos.num_tasks, scaled.shape[1], device=self.device, dtype=scaled.dtype).index_add_(0, labels, scaled)
         centroids /= counts[:, None].to(scaled.dtype)
-        nearest = torch.cdist(scaled, centroids).argmin(dim=1)
-        accuracy = tuple(float((nearest[labels == b] == b).float().mean()) for b in range(demos.num_tasks))
-        return centroids, accuracy
+        filt = BehaviourFilter(keep=keep, centroids=centroids, classifier=classifier, k=k)
+        if classifier == "knn":
+            filt.latents, filt.labels = scaled, labels
+        # Each labelled snippet named by the classifier; for neighbours, only from other episodes
+        # (overlapping windows of one episode are near-copies of each other).
+        episodes = snippets.begins.to(self.device)
+        named = filt.behaviour_of(scaled, exclude_groups=episodes if classifier == "knn" else None)
+        filt.labelled_accuracy = tuple(float((named[labels == b] == b).float().mean()) for b in range(demos.num_tasks))
+        return filt
 
     def _draw_kept_tasks(self, n: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
         """Task ids ``[n]`` drawn uniformly from the filter's kept ids, one per sample (each from
