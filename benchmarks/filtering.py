@@ -18,7 +18,8 @@ state where none of them is kept, the plan takes the sample closest to a kept be
 (``on_exhausted="closest"``), and the share of such plans is reported (``fallback_rate``).
 
 Conditions, each evaluated on the same ``episodes`` new seeds without perturbation: keep every
-behaviour (no filter; the horizon benchmark's own unperturbed cell), keep only "better", only
+behaviour (no filter: the horizon benchmark's unperturbed evaluation, on the same trained agent as
+the filtered rows), keep only "better", only
 "better" and "okay", only "worse".  Reported per condition: success (95 % Wilson interval), mean
 episode length (of all and of successful episodes), the filter's acceptance and fallback rates; per
 proficiency, the demonstrations' own episode length and how well the centroids tell the
@@ -149,8 +150,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cells_dir = Path(args.out) / "cells" / f"filtering-{ENV}-{args.profile}"
     rows = []
     for label, keep, classifier in conditions():
-        if keep is None:  # exactly the horizon benchmark's unperturbed cell of this agent
-            cell = horizon.evaluate_cell(agent, ENV, s, 0.0, horizon.cell_path(Path(args.out) / "cells" / run, "LWD", h, 0, s, 0.0))
+        if keep is None:
+            # The horizon benchmark's unperturbed evaluation, but in this benchmark's cells: the
+            # horizon cell may come from an earlier training of this agent (a retrained agent is
+            # another draw, as a new seed would be), and every row here must be the same agent's.
+            cell = horizon.evaluate_cell(agent, ENV, s, 0.0, cells_dir / f"{key}-all-{s.episodes}ep.json")
         else:
             name = f"{key}-keep{''.join(map(str, keep))}-{classifier}{K if classifier == 'knn' else ''}-{ON_EXHAUSTED}-{s.episodes}ep.json"
             cell = evaluate_condition(agent, demos, keep, classifier, s, cells_dir / name)

@@ -30,11 +30,11 @@ def test_filtering_benchmark(tmp_path, monkeypatch):
             assert row.get("acceptance_rate") is None
         else:
             assert 0 <= row["acceptance_rate"] <= 1 and 0 <= row["fallback_rate"] <= 1 and len(row["labelled_accuracy"]) == 3
-    # One agent for both benchmarks: the horizon benchmark's cache and its unperturbed cell.
+    # One agent for both benchmarks: the horizon benchmark's cache.
     s = filtering.setting("tiny")
     key = horizon.agent_key("LWD", s.horizons[0], 0, s)
     assert saved["agent"] == key and (tmp_path / "cache" / "horizon-lift-tiny" / f"{key}.ckpt").exists()
-    assert horizon.cell_path(tmp_path / "cells" / "horizon-lift-tiny", "LWD", s.horizons[0], 0, s, 0.0).exists()
+    assert (tmp_path / "cells" / "filtering-lift-tiny" / f"{key}-all-{s.episodes}ep.json").exists()  # every row: the same agent's
     # The labels are the episodes' proficiencies.
     import minari
 
