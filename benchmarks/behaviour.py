@@ -39,6 +39,7 @@ under ``--out/logs/behaviour/<key>`` (committed).  Writes ``behaviour-<profile>.
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -145,18 +146,6 @@ def trained(label: str, cls: type[BaseAgent], params: dict[str, Any], budget: di
     common.write_json(out / "logs" / "behaviour" / key, "train_time", {"seconds": time.perf_counter() - start})
     shutil.rmtree(state, ignore_errors=True)  # only needed to resume an unfinished training
     return agent, key
-
-
-class _Lazy:
-    """A value computed on first call, then kept."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make, self._value, self._made = make, None, False
-
-    def __call__(self) -> Any:
-        if not self._made:
-            self._value, self._made = self._make(), True
-        return self._value
 
 
 # ---------------------------------------------------------------------------- cells
@@ -282,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cells_dir = out / "cells" / f"behaviour-{args.profile}"
     start = time.perf_counter()
     # Collected (or loaded), like the agents, only when a cell that needs them is missing.
-    data = _Lazy(lambda: source_data(cfg["demos"], 0, progress))
-    fresh = _Lazy(lambda: source_data(cfg["eval_episodes"], EVAL_SEED, progress))
+    data = functools.cache(lambda: source_data(cfg["demos"], 0, progress))
+    fresh = functools.cache(lambda: source_data(cfg["eval_episodes"], EVAL_SEED, progress))
     source = [cached(cells_dir / f"source-{name}-{cfg['demos']}ep.json", lambda b=b: episodes_summary(data()[b])) for b, name in enumerate(BEHAVIOURS)]
     cells: dict[str, list[dict[str, Any]]] = {"SOS": [cached(cells_dir / f"sos-{name}-{cfg['eval_episodes']}ep.json", lambda b=b: episodes_summary(fresh()[b]))
                                                       for b, name in enumerate(BEHAVIOURS)]}  # fmt: skip
@@ -294,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             continue
         key = agent_key(label, cls, params, budget, dataset_ids(cfg["demos"], 0))
         # trained (or loaded) only when one of its cells is missing: committed cells need no agent
-        agent = _Lazy(lambda label=label, cls=cls, params=params, budget=budget: trained(label, cls, params, budget, data(), out, device, progress)[0])
+        agent = functools.cache(lambda label=label, cls=cls, params=params, budget=budget: trained(label, cls, params, budget, data(), out, device, progress)[0])
         keys[label] = key
         if cls is LWDAgent:
             cells[f"{label} VAE-decoded"] = [cached(cells_dir / f"{key}-decoded-{b}.json", lambda b=b: decoded(agent(), data(), b, cfg)) for b in range(len(BEHAVIOURS))]

@@ -211,6 +211,8 @@ def test_on_exhausted_closest_takes_each_latents_sample_nearest_a_kept_behaviour
         agent.filter_behaviours([0], labelled=datasets[:2], classifier="nearest")
     with pytest.raises(ValueError, match="k must be a positive integer"):
         agent.filter_behaviours([0], labelled=datasets[:2], classifier="knn", k=0)
+    with pytest.raises(ValueError, match="names behaviours of labelled demonstrations"):
+        agent.filter_behaviours([0], classifier="knn")
     assert agent.behaviour_filter is filt  # the refused call left the filter as it was
 
 

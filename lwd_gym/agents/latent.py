@@ -258,7 +258,8 @@ class LatentDiffusionAgent(BaseAgent):
             ``labelled`` is missing for an agent not conditioned on the task, has other spaces,
             fewer than two behaviours, or a kept behaviour without a full snippet; ``max_tries``
             or ``k`` is not a positive integer; ``classifier`` is not ``"centroid"`` or
-            ``"knn"``; ``on_exhausted`` is not ``"raise"`` or ``"closest"``.
+            ``"knn"`` (or is given without ``labelled``); ``on_exhausted`` is not ``"raise"`` or
+            ``"closest"``.
         """
         if not self.is_trained:
             raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
@@ -277,6 +278,8 @@ class LatentDiffusionAgent(BaseAgent):
             raise ValueError(f"k must be a positive integer, got {k!r}")
         ids = behaviour_ids(keep)
         if labelled is None:
+            if classifier != "centroid":
+                raise ValueError(f"classifier={classifier!r} names behaviours of labelled demonstrations: pass labelled= (task-id filtering needs none)")
             if "task" not in self.conditioning:
                 raise ValueError(
                     f"this agent's diffusion is conditioned on {self.conditioning!r}, not on task ids: pass labelled= demonstrations "
