@@ -3,6 +3,7 @@
     python -m benchmarks.horizon --profile quick               # PushT (paper Fig 3): LWD, LWD+WM, DP, LDP, MLP, Random
     python -m benchmarks.horizon --profile quick --env lift    # robosuite Lift, end-effector pushes (Fig 5): LWD, DP
     python -m benchmarks.horizon --profile quick --env can     # robosuite PickPlaceCan (Fig 5)
+    python -m benchmarks.horizon --profile standard --env pusht-keypoints  # PushT seen as the T's 8 corners (18-d)
 
 For every method and action horizon ``H_a`` one agent is trained (LWD / LDP on snippets of
 ``H_a`` steps, LWD conditioned on the state at which it samples a policy; DP predicting
@@ -29,7 +30,7 @@ summarised), ``horizon-ENV.png`` (success and reward vs ``H_a``, one panel per m
 
 Standard profile (issue #22: agents trained to competence on 2 CPU cores, run in parts with
 ``--methods`` / ``--horizons``): 200 demonstrations, 50 test episodes per cell; PushT at ``H_a``
-8, 16, 32, 128, Lift / Can at 8, 32, 128; LWD / LWD+WM / LDP latent 64, UNet xs, hypernetwork xs,
+8, 16, 32, 128 (``--env pusht-keypoints``: the same on the 18-d keypoint observation), Lift / Can at 8, 32, 128; LWD / LWD+WM / LDP latent 64, UNet xs, hypernetwork xs,
 256x256 generated policy, batch 256, lr 1e-3, 6,000 + 6,000 gradient steps; DP UNet s, batch 256,
 lr 3e-4, 20,000 steps; MLP 20,000 steps; DDPM-100 for every diffusion.  Every agent keeps its
 learning curves (losses per step, success on 10 unperturbed in-training episodes every 2,000
@@ -66,6 +67,11 @@ from lwd_gym.evaluation import wilson_interval
 
 #: Methods whose agent depends on the action horizon; the others are trained once.
 HORIZON_METHODS = ("LWD", "LWD+WM", "DP", "LDP")
+#: PushT's observation per ``--env``: the demo source and gym-pusht's ``obs_type``.  ``pusht`` is
+#: the 5-d state (agent xy, block xy, angle); ``pusht-keypoints`` the agent xy and the T's 8
+#: corners (18-d, Diffusion Policy's low-dimensional PushT observation), which tells whether the
+#: 5-d state (an angle that wraps at 2 pi) is what limits a method.
+PUSHT_OBS = {"pusht": ("pusht", "state"), "pusht-keypoints": ("pusht/keypoints", "environment_state_agent_pos")}
 AGENT_CLASSES = {"LWD": LWDAgent, "LWD+WM": LWDAgent, "DP": DPAgent, "LDP": LDPAgent, "MLP": MLPAgent, "Random": RandomAgent}
 
 
@@ -89,6 +95,7 @@ class Setting:
     n_envs: int = 10
     eval_every: int | None = None  # in-training evaluation (learning curves under --out/logs) every this many steps
     eval_episodes: int = 10
+    obs_type: str = "state"  # PushT only: gym-pusht's obs_type (PUSHT_OBS)
 
 
 def _latent(size: str, *, latent_dim: int, batch: int, vae_lr: float, diffusion_lr: float, epochs: int, steps: int, sampler: str) -> dict[str, Any]:
@@ -165,9 +172,10 @@ def setting(env: str, profile: str) -> Setting:
         eval_every=2 if tiny else 2000 if standard else None,
         eval_episodes=2 if tiny else 10,
     )
-    if env == "pusht":
+    if env in PUSHT_OBS:
+        source, obs_type = PUSHT_OBS[env]
         return Setting(
-            source="pusht", env_id="gym_pusht/PushT-v0", unit="px", p=0.1,
+            source=source, obs_type=obs_type, env_id="gym_pusht/PushT-v0", unit="px", p=0.1,
             methods=("LWD", "LWD+WM", "DP", "LDP", "MLP", "Random"),
             horizons=(4, 8) if tiny else (8, 16, 32, 128) if standard else (8, 16, 32, 64, 128),
             magnitudes=(0.0, 25.0) if tiny else (0.0, 25.0, 50.0), num_demos=2 if tiny else 200 if paper or standard else 100, env_kwargs={"max_episode_steps": 12} if tiny else {},
@@ -256,7 +264,7 @@ def trained_agent(
 
 def env_factory(env: str, s: Setting, magnitude: float) -> Callable[[], gym.Env]:
     """A zero-argument factory of the perturbed env (picklable for subprocess vector envs)."""
-    return _Factory(env, s.env_id, dict(s.env_kwargs), s.p, magnitude)
+    return _Factory(env, s.env_id, dict(s.env_kwargs), s.p, magnitude, s.obs_type)
 
 
 @dataclass
@@ -266,13 +274,14 @@ class _Factory:
     env_kwargs: dict[str, Any]
     p: float
     magnitude: float
+    obs_type: str = "state"
 
     def __call__(self) -> gym.Env:
-        if self.env == "pusht":
+        if self.env in PUSHT_OBS:
             from lwd_gym.envs.pusht import make_pusht_env
             from lwd_gym.wrappers import PushTPerturbation
 
-            inner = make_pusht_env("state", **self.env_kwargs)
+            inner = make_pusht_env(self.obs_type, **self.env_kwargs)
             return PushTPerturbation(inner, p=self.p, magnitude=self.magnitude) if self.magnitude > 0 else inner
         from lwd_gym.wrappers import EndEffectorPerturbation
 
@@ -349,7 +358,7 @@ def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0], profiles=("tiny", "quick", "standard", "paper"))
-    p.add_argument("--env", choices=("pusht", "lift", "can"), default="pusht")
+    p.add_argument("--env", choices=(*PUSHT_OBS, "lift", "can"), default="pusht")
     p.add_argument("--methods", nargs="+", default=None, help="subset of the env's methods")
     p.add_argument("--horizons", nargs="+", type=int, default=None, help="subset of the profile's action horizons (a part of the sweep)")
     args = p.parse_args(argv)

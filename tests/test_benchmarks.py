@@ -89,6 +89,23 @@ def test_horizon(tmp_path, monkeypatch):
         _run("horizon", tmp_path, "--horizons", "5")
 
 
+def test_horizon_pusht_keypoints(tmp_path):
+    """``--env pusht-keypoints``: agents learn from and act on the 18-d keypoint observation
+    (agent xy, the T's 8 corners), perturbed cells included, cached apart from the 5-d state's."""
+    from benchmarks.horizon import env_factory, setting
+
+    s = setting("pusht-keypoints", "tiny")
+    for magnitude in s.magnitudes:
+        env = env_factory("pusht-keypoints", s, magnitude)()
+        assert env.observation_space.shape == (18,) and env.reset(seed=0)[0].shape == (18,)
+        env.close()
+    part = _run("horizon", tmp_path, "--env", "pusht-keypoints", "--methods", "LWD", "--horizons", "4")
+    assert {(r["method"], r["horizon"]) for r in part["rows"]} == {("LWD", 4)}
+    assert {r["magnitude"] for r in part["rows"]} == set(s.magnitudes)
+    assert (tmp_path / "horizon-pusht-keypoints-partial.json").exists()
+    assert list((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt"))
+
+
 def test_diagnosis(tmp_path):
     """The Metaworld diagnosis separates the stages: own-seed and other-seed reconstruction, and sampled."""
     payload = _run("diagnosis", tmp_path)
