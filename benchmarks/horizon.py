@@ -361,9 +361,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--env", choices=(*PUSHT_OBS, "lift", "can"), default="pusht")
     p.add_argument("--methods", nargs="+", default=None, help="subset of the env's methods")
     p.add_argument("--horizons", nargs="+", type=int, default=None, help="subset of the profile's action horizons (a part of the sweep)")
+    p.add_argument("--vae-steps", type=int, default=None, metavar="N",
+                   help="a recipe probe: the latent methods' VAE stage trains N gradient steps instead of the profile's "
+                        "(agents and cells are keyed apart; the JSON is named ...-vaeN)")  # fmt: skip
     args = p.parse_args(argv)
     common.setup(args)
     s = setting(args.env, args.profile)
+    if args.vae_steps is not None:
+        if args.vae_steps < 1 or s.train_steps is None:
+            p.error(f"--vae-steps needs N >= 1 and a profile with fixed steps (not {args.profile})")
+        s = dataclasses.replace(s, train_steps={**s.train_steps, "vae_steps": args.vae_steps})
     methods = tuple(args.methods or s.methods)
     unknown = set(methods) - set(s.methods)
     if unknown:
@@ -403,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = name + ("-partial" if partial else "")
+    name = name + (f"-vae{args.vae_steps}" if args.vae_steps else "") + ("-partial" if partial else "")
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)

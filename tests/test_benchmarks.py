@@ -103,7 +103,13 @@ def test_horizon_pusht_keypoints(tmp_path):
     assert {(r["method"], r["horizon"]) for r in part["rows"]} == {("LWD", 4)}
     assert {r["magnitude"] for r in part["rows"]} == set(s.magnitudes)
     assert (tmp_path / "horizon-pusht-keypoints-partial.json").exists()
-    assert list((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt"))
+    assert len(list((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt"))) == 1
+    # --vae-steps, a recipe probe: another VAE budget is another agent, in its own JSON
+    probe = _run("horizon", tmp_path, "--env", "pusht-keypoints", "--methods", "LWD", "--horizons", "4", "--vae-steps", "3")
+    assert [t["method"] for t in probe["training"]] == ["LWD"]
+    assert len(list((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt"))) == 2
+    assert (tmp_path / "horizon-pusht-keypoints-vae3-partial.json").exists()
+    assert {len(f.read_text().splitlines()) - 1 for f in (tmp_path / "logs" / "horizon-pusht-keypoints-tiny").glob("*/vae.csv")} == {2, 3}  # one row per VAE step
 
 
 def test_diagnosis(tmp_path):
