@@ -95,7 +95,6 @@ class Setting:
     n_envs: int = 10
     eval_every: int | None = None  # in-training evaluation (learning curves under --out/logs) every this many steps
     eval_episodes: int = 10
-    obs_type: str = "state"  # PushT only: gym-pusht's obs_type (PUSHT_OBS)
 
 
 def _latent(size: str, *, latent_dim: int, batch: int, vae_lr: float, diffusion_lr: float, epochs: int, steps: int, sampler: str) -> dict[str, Any]:
@@ -173,9 +172,8 @@ def setting(env: str, profile: str) -> Setting:
         eval_episodes=2 if tiny else 10,
     )
     if env in PUSHT_OBS:
-        source, obs_type = PUSHT_OBS[env]
         return Setting(
-            source=source, obs_type=obs_type, env_id="gym_pusht/PushT-v0", unit="px", p=0.1,
+            source=PUSHT_OBS[env][0], env_id="gym_pusht/PushT-v0", unit="px", p=0.1,
             methods=("LWD", "LWD+WM", "DP", "LDP", "MLP", "Random"),
             horizons=(4, 8) if tiny else (8, 16, 32, 128) if standard else (8, 16, 32, 64, 128),
             magnitudes=(0.0, 25.0) if tiny else (0.0, 25.0, 50.0), num_demos=2 if tiny else 200 if paper or standard else 100, env_kwargs={"max_episode_steps": 12} if tiny else {},
@@ -264,7 +262,7 @@ def trained_agent(
 
 def env_factory(env: str, s: Setting, magnitude: float) -> Callable[[], gym.Env]:
     """A zero-argument factory of the perturbed env (picklable for subprocess vector envs)."""
-    return _Factory(env, s.env_id, dict(s.env_kwargs), s.p, magnitude, s.obs_type)
+    return _Factory(env, s.env_id, dict(s.env_kwargs), s.p, magnitude)
 
 
 @dataclass
@@ -274,14 +272,13 @@ class _Factory:
     env_kwargs: dict[str, Any]
     p: float
     magnitude: float
-    obs_type: str = "state"
 
     def __call__(self) -> gym.Env:
         if self.env in PUSHT_OBS:
             from lwd_gym.envs.pusht import make_pusht_env
             from lwd_gym.wrappers import PushTPerturbation
 
-            inner = make_pusht_env(self.obs_type, **self.env_kwargs)
+            inner = make_pusht_env(PUSHT_OBS[self.env][1], **self.env_kwargs)
             return PushTPerturbation(inner, p=self.p, magnitude=self.magnitude) if self.magnitude > 0 else inner
         from lwd_gym.wrappers import EndEffectorPerturbation
 
