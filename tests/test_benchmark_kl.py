@@ -56,3 +56,26 @@ def test_kl(tmp_path, monkeypatch):
     monkeypatch.setattr("benchmarks.horizon.evaluate", must_not_run)
     again = kl.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1"])
     assert again["rows"] == saved["rows"]
+    # A part of the sweep (--kl-coefs) reuses the same agents and cells and is written apart.
+    part = kl.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1", "--kl-coefs", "0"])
+    assert part["partial"] and not saved["partial"] and [r["kl_coef"] for r in part["rows"]] == [0.0]
+    assert part["rows"][0] == saved["rows"][-1] and (tmp_path / "kl-partial.json").exists()
+    # Learning curves are kept per agent; evaluated cells outside the git-ignored cache.
+    assert len(list((tmp_path / "logs" / "kl-pusht-tiny").glob("*/vae.csv"))) == len(cfg.kl_coefs)
+    assert len(list((tmp_path / "cells" / "kl-pusht-tiny").glob("*.json"))) == len(cfg.kl_coefs)
+
+
+def test_kl_standard_profile_trains_the_vae_its_own_budget():
+    """The standard profile's VAE budget reaches the agents (and their cache keys); the rest is
+    horizon.py's standard LWD."""
+    from benchmarks import horizon, kl
+
+    cfg = kl.PROFILES["standard"]
+    s = kl.kl_setting("standard", cfg, 1e-7)
+    base = horizon.setting("pusht", "standard")
+    assert s.train_steps == {**base.train_steps, "vae_steps": cfg.vae_steps} and cfg.vae_steps != base.train_steps["vae_steps"]
+    assert s.agent_kwargs["LWD"] == base.agent_kwargs["LWD"] and s.eval_every == base.eval_every
+    unchanged = kl.kl_setting("standard", kl.dataclasses.replace(cfg, vae_steps=None), 1e-7)
+    assert horizon.agent_key("LWD", cfg.horizon, 0, s) != horizon.agent_key("LWD", cfg.horizon, 0, unchanged)
+    with pytest.raises(ValueError, match="vae_steps"):
+        kl.kl_setting("paper", kl.dataclasses.replace(kl.PROFILES["paper"], vae_steps=10), 1e-7)
