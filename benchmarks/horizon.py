@@ -156,6 +156,21 @@ def _train_steps(profile: str) -> dict[str, int] | None:
     return {"vae_steps": n, "diffusion_steps": n, "steps": n}
 
 
+#: The VAE-budget probe's shorter VAE stage per env (``--vae-steps``; benchmarks/README.md): on
+#: one training seed it kept the agents competent at ~1/3 of the standard training time (Lift LWD
+#: H8 1,000 steps: 98 / 96 / 78 % vs 98 / 98 / 88 %; PushT LWD H16 1,500 steps: 0.76 coverage vs
+#: 0.83).  The ablations built on horizon.py's standard agents (kl, samplers) train with it.
+PROBE_VAE_STEPS = {"pusht": 1500, "lift": 1000}
+
+
+def with_vae_steps(s: Setting, vae_steps: int) -> Setting:
+    """``s`` with the latent methods' VAE stage trained ``vae_steps`` gradient steps (another
+    agent: its cache key changes)."""
+    if vae_steps < 1 or s.train_steps is None:
+        raise ValueError(f"vae_steps needs N >= 1 and a profile with fixed steps (got {vae_steps}, train_steps {s.train_steps})")
+    return dataclasses.replace(s, train_steps={**s.train_steps, "vae_steps": vae_steps})
+
+
 def setting(env: str, profile: str) -> Setting:
     """The grid of ``env`` at ``profile``."""
     kwargs = _agent_kwargs(profile)
@@ -365,9 +380,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     common.setup(args)
     s = setting(args.env, args.profile)
     if args.vae_steps is not None:
-        if args.vae_steps < 1 or s.train_steps is None:
-            p.error(f"--vae-steps needs N >= 1 and a profile with fixed steps (not {args.profile})")
-        s = dataclasses.replace(s, train_steps={**s.train_steps, "vae_steps": args.vae_steps})
+        try:
+            s = with_vae_steps(s, args.vae_steps)
+        except ValueError as e:
+            p.error(f"--vae-steps: {e} (profile {args.profile})")
     methods = tuple(args.methods or s.methods)
     unknown = set(methods) - set(s.methods)
     if unknown:

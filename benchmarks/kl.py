@@ -78,10 +78,9 @@ PROFILES = {
     # Two training seeds: horizon.py's quick coverage of one agent varied by ~0.1 between
     # neighbouring horizons, so one seed could not separate beta_KL's effect from training noise.
     "quick": Profile((1e-6, 1e-7, 1e-9, 1e-10, 0.0), 16, 100, 10, (0, 1), 50),
-    # horizon.py's standard LWD with the VAE budget its probe supported on PushT (--vae-steps 1500:
-    # 0.76 coverage in 29.6 min vs 0.83 in ~79 min with 6,000 steps, held-out VAE loss at its
-    # minimum instead of past it), so the five agents fit ~3 h; one training seed.
-    "standard": Profile((1e-6, 1e-7, 1e-9, 1e-10, 0.0), 16, 200, 20, (0,), 50, vae_steps=1500),
+    # horizon.py's standard LWD with the VAE budget its probe supported on PushT (0.76 coverage in
+    # 29.6 min vs 0.83 in ~79 min with 6,000 steps), so the five agents fit ~3 h; one training seed.
+    "standard": Profile((1e-6, 1e-7, 1e-9, 1e-10, 0.0), 16, 200, 20, (0,), 50, vae_steps=horizon.PROBE_VAE_STEPS["pusht"]),
     "paper": Profile((1e-6, 1e-7, 1e-9, 1e-10, 0.0), 16, 200, 20, (0, 1, 2), 500),
 }
 
@@ -92,14 +91,11 @@ def kl_setting(profile: str, cfg: Profile, kl_coef: float) -> horizon.Setting:
     ``source`` names the training split: it enters the trained agent's cache key."""
     base = horizon.setting("pusht", profile)
     n_train = cfg.num_demos - cfg.held_out
-    train_steps = base.train_steps
     if cfg.vae_steps is not None:
-        if train_steps is None:
-            raise ValueError(f"profile {profile!r}: vae_steps needs horizon.py's profile to fix its steps")
-        train_steps = {**train_steps, "vae_steps": cfg.vae_steps}
+        base = horizon.with_vae_steps(base, cfg.vae_steps)
     return dataclasses.replace(
         base, source=f"pusht-{cfg.num_demos}ep-seed0[:{n_train}]", num_demos=n_train, methods=(METHOD,), horizons=(cfg.horizon,),
-        magnitudes=(0.0,), train_seeds=cfg.train_seeds, episodes=cfg.episodes, train_steps=train_steps,
+        magnitudes=(0.0,), train_seeds=cfg.train_seeds, episodes=cfg.episodes,
         agent_kwargs={METHOD: dict(base.agent_kwargs[METHOD], kl_coef=float(kl_coef))},
     )  # fmt: skip
 

@@ -2,11 +2,18 @@
 
     python -m benchmarks.samplers --profile quick               # two-paths env, ~6 CPU minutes
     python -m benchmarks.samplers --profile quick --env pusht   # PushT (longer: trains on expert data)
+    python -m benchmarks.samplers --profile standard --env pusht --threads 1  # a competent PushT agent (~15 min if trained)
 
 All samplers share the one model trained with the 100-step DDPM schedule; only the sampling
 loop changes.  Picks the fastest setting that is >= 8x faster per query than DDPM-100 with a
 success rate within 2 points of it and a mean max reward within 0.02 (see :func:`pick_setting`).  The trained agent is cached (and its training resumable)
-under ``--out/cache``.  Writes ``samplers-ENV.json`` / ``.png``.
+under ``--out/cache``.  Writes ``samplers-ENV.json`` / ``.png`` (``samplers-ENV-standard``).
+
+The standard profile (issue #22) samples agents trained to competence: on the two-paths task the
+demo's LWD (99 % success with DDPM-100); on PushT horizon.py's standard LWD at ``H_a`` 16 with
+its probe's VAE budget (``python -m benchmarks.horizon --profile standard --methods LWD
+--horizons 16 --vae-steps 1500``: 0.76 coverage), the very agent of that sweep's cache (loaded
+if that sweep trained it, else trained here into it, with its learning curves).
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import common
+from benchmarks import common, horizon
 from lwd_gym import BaseAgent, LWDAgent, evaluate
 from lwd_gym.demo import DEMO_STEPS, demo_agents
 
@@ -25,11 +32,12 @@ SETTINGS = {
     "quick": [("ddpm", 100), ("ddim", 2), ("ddim", 5), ("ddim", 10), ("ddim", 20), ("dpmsolver++", 2), ("dpmsolver++", 5), ("dpmsolver++", 10)],
 }
 SETTINGS["paper"] = SETTINGS["quick"] + [("ddim", 50), ("dpmsolver++", 20)]
-EPISODES = {"tiny": 4, "quick": 100, "paper": 500}
+SETTINGS["standard"] = SETTINGS["quick"]
+EPISODES = {"tiny": 4, "quick": 100, "standard": 100, "paper": 500}
 #: the one table of this benchmark's agents, per env: config, demonstrations per profile, budget
 #: (None: the config's epochs; the two-paths agent is the demo's, hyperparameters from lwd_gym.demo)
 AGENTS: dict[str, dict[str, Any]] = {
-    "bimodal": dict(config=None, episodes={"tiny": 10, "quick": 200, "paper": 200}, steps=dict(DEMO_STEPS["LWD"])),
+    "bimodal": dict(config=None, episodes={"tiny": 10, "quick": 200, "standard": 200, "paper": 200}, steps=dict(DEMO_STEPS["LWD"])),
     "pusht": dict(
         config=dict(action_horizon=16, latent_dim=64, hypernet_size="xs", policy_hidden=(256, 256), denoiser_size="xs", vae_lr=1e-3,
                     diffusion_lr=3e-3, vae_epochs=10, diffusion_epochs=10, seed=0),
@@ -39,10 +47,25 @@ AGENTS: dict[str, dict[str, Any]] = {
 TINY_STEPS = dict(vae_steps=2, diffusion_steps=2)
 
 
+#: PushT's standard agent: horizon.py's (method, H_a) at the standard profile with the probe's VAE budget
+HORIZON_AGENT = ("LWD", 16)
+
+
+def horizon_setting() -> horizon.Setting:
+    """horizon.py's standard PushT setting that :data:`HORIZON_AGENT` is trained with."""
+    return horizon.with_vae_steps(horizon.setting("pusht", "standard"), horizon.PROBE_VAE_STEPS["pusht"])
+
+
 def trained_agent(env: str, profile: str, out: str, device: str) -> tuple[BaseAgent, str]:
     """The LWD agent for ``env`` (trained once, then loaded from the cache, named by its full
     config, budget and data) and the env id to run."""
     env_id = {"bimodal": "lwd_gym/Bimodal-v0", "pusht": "gym_pusht/PushT-v0"}[env]
+    if env == "pusht" and profile == "standard":
+        s, (method, h) = horizon_setting(), HORIZON_AGENT
+        run = "horizon-pusht-standard"  # horizon.py's own cache and logs: one agent, whichever benchmark trains it
+        dataset, _ = horizon.demonstrations(s, profile)
+        agent, _ = horizon.trained_agent(method, h, s, 0, dataset, Path(out) / "cache" / run, device, "pusht", Path(out) / "logs" / run)
+        return agent, env_id
     table = AGENTS[env]
     agent = demo_agents(seed=0, device=device)["LWD"] if table["config"] is None else LWDAgent(table["config"], device=device)
     episodes, steps = table["episodes"][profile], dict(TINY_STEPS if profile == "tiny" else table["steps"])
@@ -57,7 +80,7 @@ def trained_agent(env: str, profile: str, out: str, device: str) -> tuple[BaseAg
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = common.parser(__doc__.splitlines()[0])
+    p = common.parser(__doc__.splitlines()[0], profiles=tuple(EPISODES))
     p.add_argument("--env", choices=("bimodal", "pusht"), default="bimodal")
     args = p.parse_args(argv)
     common.setup(args)
@@ -82,8 +105,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "samplers", "env": env_id, "profile": args.profile, "episodes_per_setting": episodes, "machine": common.machine(),
         "reference": f"ddpm-{reference['steps']}", "rows": rows, "pick": None if pick is None else f"{pick['sampler']}-{pick['steps']}",
     }  # fmt: skip
-    json_path = common.write_json(args.out, f"samplers-{args.env}", results)
-    png_path = plot(rows, env_id, args.out, f"samplers-{args.env}")
+    name = f"samplers-{args.env}" + ("-standard" if args.profile == "standard" else "")
+    json_path = common.write_json(args.out, name, results)
+    png_path = plot(rows, env_id, args.out, name)
     print(f"\nLWD on {env_id}: success vs denoising steps ({episodes} seeded episodes each)\n")
     print(common.format_table(rows, [
         ("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("success", "success_rate", "{:.1%}"), ("95% CI", "success_ci95", "[{0[0]:.1%}, {0[1]:.1%}]"),

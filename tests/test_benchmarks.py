@@ -48,6 +48,22 @@ def test_samplers(tmp_path, env):
     assert len(list((tmp_path / "cache").glob(f"samplers-{env}-tiny-*.ckpt"))) == 1  # the trained agent is cached for reruns
 
 
+def test_samplers_standard_pusht_samples_the_horizon_sweeps_agent(tmp_path, monkeypatch):
+    """On PushT the standard profile loads (or trains) horizon.py's standard LWD at H_a 16 with the
+    VAE-budget probe's steps, in that sweep's own cache and logs: one agent, never a second copy."""
+    from benchmarks import horizon, samplers
+
+    calls = []
+    monkeypatch.setattr(horizon, "demonstrations", lambda s, profile: ("data", 0.0))
+    monkeypatch.setattr(horizon, "trained_agent", lambda *args: calls.append(args) or ("agent", 1.0))
+    assert samplers.trained_agent("pusht", "standard", str(tmp_path), "cpu") == ("agent", "gym_pusht/PushT-v0")
+    (method, h, s, seed, data, cache, _, env, logs), = calls
+    assert (method, h, seed, data, env) == ("LWD", 16, 0, "data", "pusht")
+    assert (cache, logs) == (tmp_path / "cache" / "horizon-pusht-standard", tmp_path / "logs" / "horizon-pusht-standard")
+    assert s == horizon.with_vae_steps(horizon.setting("pusht", "standard"), horizon.PROBE_VAE_STEPS["pusht"])
+    assert s.train_steps["vae_steps"] == horizon.PROBE_VAE_STEPS["pusht"] != horizon.setting("pusht", "standard").train_steps["vae_steps"]
+
+
 def test_horizon(tmp_path, monkeypatch):
     results = _run("horizon", tmp_path)
     saved = json.loads((tmp_path / "horizon-pusht.json").read_text())
