@@ -2,6 +2,7 @@
 
     python -m benchmarks.denoiser --profile quick               # LWD and DP, each with both denoisers
     python -m benchmarks.denoiser --profile quick --methods LWD --train-seeds 0 1 2
+    python -m benchmarks.denoiser --profile standard --threads 1 --methods LWD --denoisers transformer  # a part
 
 Everything but the denoiser is benchmarks/horizon.py's agent for that profile: same
 demonstrations, constructor arguments, gradient steps and evaluation (its :func:`setting`,
@@ -19,6 +20,13 @@ diffusion query (one sample with the agent's sampler and steps, 1 env, median of
 without LWD's hypernetwork decode) and the training seconds (both stages for LWD).  Trained
 agents and evaluated cells are cached under ``--out/cache/denoiser-pusht-PROFILE/``.  Writes
 ``denoiser-pusht.json`` and ``denoiser-pusht.png``.
+
+Standard profile (issue #22): horizon.py's standard agents at ``H_a`` = 16, LWD with the
+VAE-budget probe's steps (:data:`~benchmarks.horizon.PROBE_VAE_STEPS`), each trained to
+competence with its learning curves.  They live in horizon.py's own standard cache, cells and
+logs (``horizon-pusht-standard``), so the UNet agents are that sweep's (``--horizons 16``, with
+``--vae-steps`` for LWD) and no agent is trained twice; ``--methods`` / ``--denoisers`` run a
+part.  Writes ``denoiser-pusht-standard[-partial].json`` / ``.png``.
 """
 from __future__ import annotations
 
@@ -32,7 +40,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from benchmarks.horizon import Setting, aggregate, cell_path, demonstrations, evaluate_cell, setting, trained_agent
+from benchmarks.horizon import PROBE_VAE_STEPS, Setting, aggregate, cell_path, demonstrations, evaluate_cell, setting, trained_agent, with_vae_steps
 from lwd_gym import BaseAgent
 
 HORIZON = 16
@@ -46,6 +54,22 @@ def variant(s: Setting, method: str, denoiser: str) -> Setting:
     if denoiser == "unet":
         return s
     return dataclasses.replace(s, agent_kwargs={**s.agent_kwargs, method: dict(s.agent_kwargs[method], denoiser=denoiser)})
+
+
+def profile_setting(profile: str) -> Setting:
+    """horizon.py's PushT setting for ``profile`` (standard: LWD with the probe's VAE budget)."""
+    s = setting("pusht", profile)
+    return with_vae_steps(s, PROBE_VAE_STEPS["pusht"]) if profile == "standard" else s
+
+
+def locations(profile: str, out: str) -> tuple[Path, Path, Path | None]:
+    """(trained agents, evaluated cells, learning curves) of ``profile``: the standard profile's
+    are horizon.py's standard sweep's (committed cells and curves), the others this benchmark's cache."""
+    if profile == "standard":
+        run = "horizon-pusht-standard"
+        return Path(out) / "cache" / run, Path(out) / "cells" / run, Path(out) / "logs" / run
+    cache = Path(out) / "cache" / f"denoiser-pusht-{profile}"
+    return cache, cache, None
 
 
 def denoiser_params(agent: BaseAgent) -> int:
@@ -72,16 +96,17 @@ def label(method: str, denoiser: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = common.parser(__doc__.splitlines()[0])
+    p = common.parser(__doc__.splitlines()[0], profiles=("tiny", "quick", "standard", "paper"))
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--denoisers", nargs="+", choices=DENOISERS, default=list(DENOISERS))
     p.add_argument("--train-seeds", type=int, nargs="+", default=None, help="training seeds (default: the profile's; quick: 0)")
     args = p.parse_args(argv)
     common.setup(args)
-    s = setting("pusht", args.profile)
+    partial = set(args.methods) != set(METHODS) or set(args.denoisers) != set(DENOISERS)
+    s = profile_setting(args.profile)
     if args.train_seeds:
         s = dataclasses.replace(s, train_seeds=tuple(args.train_seeds))
-    cache = Path(args.out) / "cache" / f"denoiser-pusht-{args.profile}"
+    cache, cells_dir, logs = locations(args.profile, args.out)
     start = time.perf_counter()
     dataset, data_seconds = demonstrations(s, args.profile)
     cells, agents = [], []
@@ -89,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for method in args.methods:
             for denoiser in args.denoisers:
                 sv = variant(s, method, denoiser)
-                agent, seconds = trained_agent(method, HORIZON, sv, seed, dataset, cache, args.device)
+                agent, seconds = trained_agent(method, HORIZON, sv, seed, dataset, cache, args.device, "pusht", logs)
                 name, kwargs = label(method, denoiser), sv.agent_kwargs[method]
                 agents.append({
                     "label": name, "method": method, "denoiser": denoiser, "seed": seed, "size": kwargs.get("denoiser_size", kwargs.get("size")),
@@ -97,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "query_ms": query_seconds(agent, args.profile) * 1e3, "train_seconds": seconds,
                 })  # fmt: skip
                 for magnitude in s.magnitudes:
-                    cell = evaluate_cell(agent, "pusht", sv, magnitude, cell_path(cache, method, HORIZON, seed, sv, magnitude))
+                    cell = evaluate_cell(agent, "pusht", sv, magnitude, cell_path(cells_dir, method, HORIZON, seed, sv, magnitude))
                     cells.append({"method": name, "horizon": HORIZON, "magnitude": magnitude, "seed": seed, **cell})
                     print(
                         f"{name:16s} {magnitude:>5g} {s.unit}: success {cell['success_rate']:.0%}, max reward {cell['mean_max_reward']:.3f}",
@@ -116,10 +141,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "methods": list(args.methods), "denoisers": list(args.denoisers), "magnitudes": list(s.magnitudes), "unit": s.unit, "p": s.p,
         "episodes_per_cell": s.episodes, "train_seeds": list(s.train_seeds), "num_demos": s.num_demos, "train_steps": s.train_steps,
         "agent_kwargs": {m: s.agent_kwargs[m] for m in args.methods}, "dataset_seconds": data_seconds, "agents": agents, "rows": rows,
-        "cells": cells, "seconds": time.perf_counter() - start,
+        "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    json_path = common.write_json(args.out, "denoiser-pusht", results)
-    png_path = plot(rows, s, args.out, "denoiser-pusht")
+    name = "denoiser-pusht" + ("-standard" if args.profile == "standard" else "") + ("-partial" if partial else "")
+    json_path = common.write_json(args.out, name, results)
+    png_path = plot(rows, s, args.out, name)
     print(f"\n{s.env_id}, H_a = {HORIZON}: {s.episodes} episodes x {len(s.train_seeds)} training seeds per cell, p = {s.p} per step\n")
     print(table(rows, s))
     print(f"\n{results['seconds']:.0f} s (demonstrations {data_seconds:.0f} s); wrote {json_path}, {png_path}")

@@ -45,3 +45,21 @@ def test_denoiser(tmp_path, monkeypatch):
     rerun = denoiser.main(["--profile", "tiny", "--out", str(tmp_path)])
     strip = lambda rows: [{k: v for k, v in r.items() if k != "query_ms"} for r in rows]  # noqa: E731  latency is re-measured
     assert strip(rerun["rows"]) == strip(results["rows"])
+    assert not saved["partial"]
+
+
+def test_denoiser_standard_shares_the_horizon_sweeps_agents(tmp_path):
+    """At the standard profile the UNet agents are horizon.py's standard ones at H_a 16 (LWD with the
+    VAE-budget probe's steps, the very agent benchmarks.samplers samples), in that sweep's cache,
+    cells and logs, so none is trained twice; the transformer agents are keyed apart."""
+    from benchmarks import denoiser, horizon, samplers
+
+    s = denoiser.profile_setting("standard")
+    assert horizon.agent_key("LWD", 16, 0, denoiser.variant(s, "LWD", "unet")) == horizon.agent_key("LWD", 16, 0, samplers.horizon_setting())
+    plain = horizon.setting("pusht", "standard")
+    assert horizon.agent_key("DP", 16, 0, denoiser.variant(s, "DP", "unet")) == horizon.agent_key("DP", 16, 0, plain)
+    for method in ("LWD", "DP"):
+        assert horizon.agent_key(method, 16, 0, denoiser.variant(s, method, "transformer")) != horizon.agent_key(method, 16, 0, s)
+    run = "horizon-pusht-standard"
+    assert denoiser.locations("standard", str(tmp_path)) == (tmp_path / "cache" / run, tmp_path / "cells" / run, tmp_path / "logs" / run)
+    assert denoiser.locations("quick", str(tmp_path))[2] is None
