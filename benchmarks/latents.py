@@ -1,6 +1,7 @@
 """Behaviour analysis (paper Fig. 9): do LWD's latents separate who demonstrated a Lift episode?
 
     python -m benchmarks.latents --profile quick                 # ~4 CPU minutes
+    python -m benchmarks.latents --profile standard              # a VAE trained to a plateau (~25 min)
     python -m benchmarks.latents --profile paper [--kl-coef 1e-6] # the paper's VAE settings (GPU)
 
 Collects robosuite Lift demonstrations from the scripted expert played by each of the six
@@ -22,7 +23,9 @@ on one thread unless ``--threads`` is given (see :func:`main`).
 
 The Lift dataset (``lwd-bench/latents-lift-v0``, under ``--out/minari``) is reused when it holds
 enough episodes per operator, and the trained agent is cached (its training resumable) under
-``--out/cache``.  Writes ``latents.json`` (every score, counts, timings, and the plotted 2-D
+``--out/cache``, its learning curve (training and held-out VAE loss per step) under
+``--out/logs/latents-PROFILE/<key>/vae.csv``.  Writes ``latents.json`` (``latents-standard.json``
+for the standard profile) (every score, counts, timings, and the plotted 2-D
 snippet embeddings) and ``latents.png`` (PCA and t-SNE coloured by operator and by proficiency).
 """
 from __future__ import annotations
@@ -64,6 +67,10 @@ class Profile:
 PROFILES = {
     "tiny": Profile(2, 8, 16, "xs", (16,), 64, 1e-3, 1e-8, vae_steps=10),
     "quick": Profile(20, 16, 64, "xs", (128, 128), 256, 1e-3, 1e-8, vae_epochs=40),
+    # Issue #22: the paper's 50 episodes per operator with horizon.py's standard VAE (latent 64,
+    # hypernetwork xs, 256x256 policy, batch 256, lr 1e-3), trained in steps; its curve says
+    # whether the held-out loss has levelled off.
+    "standard": Profile(50, 16, 64, "xs", (256, 256), 256, 1e-3, 1e-8, vae_steps=2000),
     # The paper's VAE: latent 256, batch 32, lr 3e-4, beta_KL in 1e-6..1e-10 (--kl-coef);
     # 50 episodes per operator is the size of robomimic's multi-human datasets.
     "paper": Profile(50, 32, 256, "s", (256, 256), 32, 3e-4, 1e-8, vae_epochs=100),
@@ -143,7 +150,8 @@ def trained_agent(dataset: Any, cfg: Profile, profile: str, out: str, device: st
         return BaseAgent.load(cache, device=device)
     agent = make_agent(cfg, device)
     # One diffusion step: learn() always runs both stages, and only the VAE's encoder is analysed.
-    agent.learn(dataset, vae_steps=cfg.vae_steps, diffusion_steps=1, checkpoint_dir=cache.parent / f"{cache.stem}-state", progress_bar=profile != "tiny")
+    agent.learn(dataset, vae_steps=cfg.vae_steps, diffusion_steps=1, checkpoint_dir=cache.parent / f"{cache.stem}-state", progress_bar=profile != "tiny",
+                log_dir=Path(out) / "logs" / f"latents-{profile}" / cache.stem)  # fmt: skip
     agent.save(cache)
     return agent
 
@@ -246,7 +254,7 @@ def analyse(levels: dict[str, dict[str, np.ndarray]]) -> tuple[list[dict[str, An
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = common.parser(__doc__.splitlines()[0])
+    p = common.parser(__doc__.splitlines()[0], profiles=tuple(PROFILES))
     p.add_argument("--kl-coef", type=float, default=None, help="beta_KL of the VAE (default: the profile's, 1e-8)")
     # One torch thread unless --threads says otherwise: this VAE's matrices are small, and on the
     # 2 shared cores a VAE step took 0.95 s with 2 threads beside another job vs 0.10 s with 1.
@@ -289,8 +297,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             **{k: np.round(v, 3).tolist() for k, v in embeddings.items()},
         },
     }  # fmt: skip
-    json_path = common.write_json(args.out, "latents", results)
-    png_path = plot(snippets, embeddings, rows, [op.name for op in OPERATORS], list(PROFICIENCY_LEVELS), args.out)
+    name = "latents" if args.profile in ("tiny", "quick") else f"latents-{args.profile}"
+    json_path = common.write_json(args.out, name, results)
+    png_path = plot(snippets, embeddings, rows, [op.name for op in OPERATORS], list(PROFICIENCY_LEVELS), args.out, name)
     n_eps = sum(c["episodes"] for c in counts.values())
     n_snippets = len(snippets["operator"])
     print(f"\nLift: {n_eps} episodes of six synthetic operators, {n_snippets} non-overlapping snippets of {cfg.snippet_length} steps; "
@@ -310,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def plot(snippets: dict[str, np.ndarray], embeddings: dict[str, np.ndarray], rows: list[dict[str, Any]], operators: list[str],
-         levels: list[str], out: str) -> Path:  # fmt: skip
+         levels: list[str], out: str, name: str = "latents") -> Path:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
@@ -326,9 +335,9 @@ def plot(snippets: dict[str, np.ndarray], embeddings: dict[str, np.ndarray], row
         for col, (space, label) in enumerate(panels):
             ax, xy = axes[row, col], embeddings[f"{features}-{space}"]
             names, colours = (operators, operator_colours) if label == "operator" else (levels, level_colours)
-            for k, name in enumerate(names):
+            for k, group in enumerate(names):
                 pts = xy[snippets[label] == k]
-                ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.7, color=colours[k % len(colours)], label=name)
+                ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.7, color=colours[k % len(colours)], label=group)
             title = "LWD latent" if features == "latent" else "raw snippet"
             r = score[features, space]
             ax.set_title(f"{title}, {'PCA' if space == 'pca' else 't-SNE'} by {label}\n"
@@ -337,7 +346,7 @@ def plot(snippets: dict[str, np.ndarray], embeddings: dict[str, np.ndarray], row
             if row == 0:
                 ax.legend(fontsize=8, markerscale=2, loc="best")
     fig.suptitle("Lift demonstrations of six synthetic operators: non-overlapping snippets")
-    path = common.save_figure(fig, out, "latents")
+    path = common.save_figure(fig, out, name)
     plt.close(fig)
     return path
 

@@ -38,6 +38,10 @@ def test_latents(tmp_path):
         assert len(emb[key]) == n_snippets and all(len(p) == 2 for p in emb[key])
     assert all(t >= 0 for t in saved["seconds"].values())
     assert results["rows"] == saved["rows"]
+    # The VAE's learning curve is kept: one row per step, with the held-out loss.
+    (curve,) = (tmp_path / "logs" / "latents-tiny").glob("*/vae.csv")
+    lines = curve.read_text().splitlines()
+    assert "val_loss" in lines[0].split(",") and len(lines) - 1 == latents.PROFILES["tiny"].vae_steps
     assert list((tmp_path / "cache").glob("latents-tiny-*.ckpt"))  # the trained agent is cached for reruns
 
     # A rerun reuses the dataset and the cached agent, and gives the same scores.
