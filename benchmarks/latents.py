@@ -1,7 +1,7 @@
 """Behaviour analysis (paper Fig. 9): do LWD's latents separate who demonstrated a Lift episode?
 
     python -m benchmarks.latents --profile quick                 # ~4 CPU minutes
-    python -m benchmarks.latents --profile standard              # a VAE trained to a plateau (~25 min)
+    python -m benchmarks.latents --profile standard              # 300 episodes, a 2,000-step VAE with its learning curve
     python -m benchmarks.latents --profile paper [--kl-coef 1e-6] # the paper's VAE settings (GPU)
 
 Collects robosuite Lift demonstrations from the scripted expert played by each of the six
