@@ -89,6 +89,13 @@ def cache_key(slug: str, config: AgentConfig, train: Mapping[str, Any], data: An
     return f"{slug}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def result_name(base: str, profile: str, partial: bool = False, tag: str = "") -> str:
+    """The JSON / PNG name of a benchmark run: ``base`` for the tiny and quick profiles, else
+    ``base-PROFILE``; then ``-TAG`` (a recipe probe) and ``-partial`` (a part of the sweep)."""
+    name = base if profile in ("tiny", "quick") else f"{base}-{profile}"
+    return name + (f"-{tag}" if tag else "") + ("-partial" if partial else "")
+
+
 def write_json(out_dir: str | os.PathLike, name: str, payload: dict[str, Any]) -> Path:
     path = Path(out_dir) / f"{name}.json"
     text = json.dumps(payload, indent=2, default=float)

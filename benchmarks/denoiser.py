@@ -26,7 +26,7 @@ VAE-budget probe's steps (:data:`~benchmarks.horizon.PROBE_VAE_STEPS`), each tra
 competence with its learning curves.  They live in horizon.py's own standard cache, cells and
 logs (``horizon-pusht-standard``), so the UNet agents are that sweep's (``--horizons 16``, with
 ``--vae-steps`` for LWD) and no agent is trained twice; ``--methods`` / ``--denoisers`` run a
-part.  Writes ``denoiser-pusht-standard[-partial].json`` / ``.png``.
+part.  Writes ``denoiser-pusht-standard[-partial].json`` / ``.png`` (the paper profile: ``denoiser-pusht-paper``).
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "agent_kwargs": {m: s.agent_kwargs[m] for m in args.methods}, "dataset_seconds": data_seconds, "agents": agents, "rows": rows,
         "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = "denoiser-pusht" + ("-standard" if args.profile == "standard" else "") + ("-partial" if partial else "")
+    name = common.result_name("denoiser-pusht", args.profile, partial)
     json_path = common.write_json(args.out, name, results)
     png_path = plot(rows, s, args.out, name)
     print(f"\n{s.env_id}, H_a = {HORIZON}: {s.episodes} episodes x {len(s.train_seeds)} training seeds per cell, p = {s.p} per step\n")

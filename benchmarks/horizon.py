@@ -159,7 +159,7 @@ def _train_steps(profile: str) -> dict[str, int] | None:
 #: The VAE-budget probe's shorter VAE stage per env (``--vae-steps``; benchmarks/README.md): on
 #: one training seed it kept the agents competent at ~1/3 of the standard training time (Lift LWD
 #: H8 1,000 steps: 98 / 96 / 78 % vs 98 / 98 / 88 %; PushT LWD H16 1,500 steps: 0.76 coverage vs
-#: 0.83).  The ablations built on horizon.py's standard agents (kl, samplers) train with it.
+#: 0.83).  The ablations built on horizon.py's standard agents (kl, denoiser, samplers) train with it.
 PROBE_VAE_STEPS = {"pusht": 1500, "lift": 1000}
 
 
@@ -394,7 +394,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         s = dataclasses.replace(s, horizons=tuple(h for h in s.horizons if h in args.horizons))
     partial = bool(args.methods or args.horizons)
     run = f"horizon-{args.env}-{args.profile}"
-    name = f"horizon-{args.env}" if args.profile in ("tiny", "quick") else run  # the JSON / PNG names
     cache = Path(args.out) / "cache" / run  # trained agents and resumable training state (git-ignored)
     cells_dir = Path(args.out) / "cells" / run  # evaluated cells (committed)
     logs = Path(args.out) / "logs" / run if s.eval_every else None  # learning curves (committed)
@@ -423,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = name + (f"-vae{args.vae_steps}" if args.vae_steps else "") + ("-partial" if partial else "")
+    name = common.result_name(f"horizon-{args.env}", args.profile, partial, f"vae{args.vae_steps}" if args.vae_steps else "")
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)

@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "metric_seed": METRIC_SEED, "dataset_seconds": data_seconds, "runs": runs, "rows": rows,
         "embeddings": {f"{k:g}": v for k, v in plotted.items()}, "seconds": time.perf_counter() - start,
     }  # fmt: skip
-    name = ("kl" if args.profile in ("tiny", "quick") else f"kl-{args.profile}") + ("-partial" if partial else "")
+    name = common.result_name("kl", args.profile, partial)
     json_path = common.write_json(args.out, name, results)
     png_path = plot(rows, plotted, results, args.out, name)
     print_table(rows, results)

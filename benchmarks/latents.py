@@ -24,9 +24,9 @@ on one thread unless ``--threads`` is given (see :func:`main`).
 The Lift dataset (``lwd-bench/latents-lift-v0``, under ``--out/minari``) is reused when it holds
 enough episodes per operator, and the trained agent is cached (its training resumable) under
 ``--out/cache``, its learning curve (training and held-out VAE loss per step) under
-``--out/logs/latents-PROFILE/<key>/vae.csv``.  Writes ``latents.json`` (``latents-standard.json``
-for the standard profile) (every score, counts, timings, and the plotted 2-D
-snippet embeddings) and ``latents.png`` (PCA and t-SNE coloured by operator and by proficiency).
+``--out/logs/latents-PROFILE/<key>/vae.csv``.  Writes ``latents.json`` (every score, counts,
+timings, and the plotted 2-D snippet embeddings) and ``latents.png`` (PCA and t-SNE coloured by operator and by proficiency); ``latents-PROFILE.*`` for the
+standard and paper profiles.
 """
 from __future__ import annotations
 
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             **{k: np.round(v, 3).tolist() for k, v in embeddings.items()},
         },
     }  # fmt: skip
-    name = "latents" if args.profile in ("tiny", "quick") else f"latents-{args.profile}"
+    name = common.result_name("latents", args.profile)
     json_path = common.write_json(args.out, name, results)
     png_path = plot(snippets, embeddings, rows, [op.name for op in OPERATORS], list(PROFICIENCY_LEVELS), args.out, name)
     n_eps = sum(c["episodes"] for c in counts.values())

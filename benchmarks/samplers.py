@@ -2,15 +2,15 @@
 
     python -m benchmarks.samplers --profile quick               # two-paths env, ~6 CPU minutes
     python -m benchmarks.samplers --profile quick --env pusht   # PushT (longer: trains on expert data)
-    python -m benchmarks.samplers --profile standard --env pusht --threads 1  # a competent PushT agent (~15 min if trained)
+    python -m benchmarks.samplers --profile standard --env pusht --threads 1  # a competent PushT agent (~15 min; ~30 more if it is not cached)
 
 All samplers share the one model trained with the 100-step DDPM schedule; only the sampling
 loop changes.  Picks the fastest setting that is >= 8x faster per query than DDPM-100 with a
 success rate within 2 points of it and a mean max reward within 0.02 (see :func:`pick_setting`).  The trained agent is cached (and its training resumable)
-under ``--out/cache``.  Writes ``samplers-ENV.json`` / ``.png`` (``samplers-ENV-standard``).
+under ``--out/cache``.  Writes ``samplers-ENV.json`` / ``.png`` (``samplers-ENV-PROFILE`` for the standard and paper profiles).
 
 The standard profile (issue #22) samples agents trained to competence: on the two-paths task the
-demo's LWD (99 % success with DDPM-100); on PushT horizon.py's standard LWD at ``H_a`` 16 with
+demo's LWD (100 % success with DDPM-100 over the paper profile's 500 episodes); on PushT horizon.py's standard LWD at ``H_a`` 16 with
 its probe's VAE budget (``python -m benchmarks.horizon --profile standard --methods LWD
 --horizons 16 --vae-steps 1500``: 0.76 coverage), the very agent of that sweep's cache (loaded
 if that sweep trained it, else trained here into it, with its learning curves).
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "samplers", "env": env_id, "profile": args.profile, "episodes_per_setting": episodes, "machine": common.machine(),
         "reference": f"ddpm-{reference['steps']}", "rows": rows, "pick": None if pick is None else f"{pick['sampler']}-{pick['steps']}",
     }  # fmt: skip
-    name = f"samplers-{args.env}" + ("-standard" if args.profile == "standard" else "")
+    name = common.result_name(f"samplers-{args.env}", args.profile)
     json_path = common.write_json(args.out, name, results)
     png_path = plot(rows, env_id, args.out, name)
     print(f"\nLWD on {env_id}: success vs denoising steps ({episodes} seeded episodes each)\n")
