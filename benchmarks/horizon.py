@@ -62,7 +62,7 @@ import gymnasium as gym
 import numpy as np
 
 from benchmarks import common
-from lwd_gym import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent, evaluate
+from lwd_gym import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent, StageLog, evaluate
 from lwd_gym.evaluation import wilson_interval
 
 #: Methods whose agent depends on the action horizon; the others are trained once.
@@ -163,12 +163,18 @@ def _train_steps(profile: str) -> dict[str, int] | None:
 PROBE_VAE_STEPS = {"pusht": 1500, "lift": 1000}
 
 
+def with_steps(s: Setting, stage: str, steps: int) -> Setting:
+    """``s`` with one stage's budget (a key of :func:`_train_steps`: ``"vae_steps"`` for the latent
+    methods' VAE, ``"steps"`` for DP) set to ``steps`` gradient steps: another agent, its cache key
+    changes."""
+    if steps < 1 or s.train_steps is None or stage not in s.train_steps:
+        raise ValueError(f"{stage} needs N >= 1 and a profile with fixed steps (got {steps}, train_steps {s.train_steps})")
+    return dataclasses.replace(s, train_steps={**s.train_steps, stage: steps})
+
+
 def with_vae_steps(s: Setting, vae_steps: int) -> Setting:
-    """``s`` with the latent methods' VAE stage trained ``vae_steps`` gradient steps (another
-    agent: its cache key changes)."""
-    if vae_steps < 1 or s.train_steps is None:
-        raise ValueError(f"vae_steps needs N >= 1 and a profile with fixed steps (got {vae_steps}, train_steps {s.train_steps})")
-    return dataclasses.replace(s, train_steps={**s.train_steps, "vae_steps": vae_steps})
+    """``s`` with the latent methods' VAE stage trained ``vae_steps`` gradient steps."""
+    return with_steps(s, "vae_steps", vae_steps)
 
 
 def setting(env: str, profile: str) -> Setting:
@@ -275,6 +281,18 @@ def trained_agent(
     return agent, seconds
 
 
+def recorded_train_seconds(method: str, horizon: int | None, seed: int, s: Setting, cache: Path, logs: Path | None) -> float | None:
+    """The training seconds of an agent trained before, without loading it: from its cache entry,
+    else from its learning curves (the sum over stages of each CSV's last ``seconds``), else None."""
+    key = agent_key(method, horizon, seed, s)
+    meta = cache / f"{key}.json"
+    if meta.exists():
+        return json.loads(meta.read_text())["train_seconds"]
+    stages = sorted((logs / key).glob("*.csv")) if logs is not None else []
+    seconds = [StageLog.from_csv(path).seconds for path in stages]
+    return float(sum(col[-1] for col in seconds)) if seconds and all(len(col) for col in seconds) else None
+
+
 def env_factory(env: str, s: Setting, magnitude: float) -> Callable[[], gym.Env]:
     """A zero-argument factory of the perturbed env (picklable for subprocess vector envs)."""
     return _Factory(env, s.env_id, dict(s.env_kwargs), s.p, magnitude)
@@ -308,10 +326,13 @@ def cell_path(cells: Path, method: str, horizon: int | None, seed: int, s: Setti
     return cells / f"{agent_key(method, horizon, seed, s)}-m{magnitude:g}-{digest}.json"
 
 
-def evaluate_cell(agent: BaseAgent, env: str, s: Setting, magnitude: float, path: Path) -> dict[str, Any]:
-    """Success, reward and compute of ``agent`` at one perturbation magnitude (cached at ``path``)."""
+def evaluate_cell(agent: BaseAgent | None, env: str, s: Setting, magnitude: float, path: Path) -> dict[str, Any]:
+    """Success, reward and compute of ``agent`` at one perturbation magnitude (cached at ``path``;
+    ``agent`` may be None only where that cell exists)."""
     if path.exists():
         return json.loads(path.read_text())
+    if agent is None:
+        raise ValueError(f"no agent to evaluate and no cell at {path}")
     result = evaluate(agent, env_factory(env, s, magnitude), s.episodes, seed=10_000, n_envs=s.n_envs, count_flops=False, progress=False)
     successes = [r for r in result.episodes if r["is_success"]]
     cell = {
@@ -376,14 +397,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--vae-steps", type=int, default=None, metavar="N",
                    help="a recipe probe: the latent methods' VAE stage trains N gradient steps instead of the profile's "
                         "(agents and cells are keyed apart; the JSON is named ...-vaeN)")  # fmt: skip
+    p.add_argument("--dp-steps", type=int, default=None, metavar="N",
+                   help="a recipe probe: DP trains N gradient steps instead of the profile's (JSON named ...-dpN)")
     args = p.parse_args(argv)
     common.setup(args)
     s = setting(args.env, args.profile)
-    if args.vae_steps is not None:
-        try:
-            s = with_vae_steps(s, args.vae_steps)
-        except ValueError as e:
-            p.error(f"--vae-steps: {e} (profile {args.profile})")
+    for flag, stage, steps in (("--vae-steps", "vae_steps", args.vae_steps), ("--dp-steps", "steps", args.dp_steps)):
+        if steps is not None:
+            try:
+                s = with_steps(s, stage, steps)
+            except ValueError as e:
+                p.error(f"{flag}: {e} (profile {args.profile})")
     methods = tuple(args.methods or s.methods)
     unknown = set(methods) - set(s.methods)
     if unknown:
@@ -398,21 +422,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cells_dir = Path(args.out) / "cells" / run  # evaluated cells (committed)
     logs = Path(args.out) / "logs" / run if s.eval_every else None  # learning curves (committed)
     start = time.perf_counter()
-    dataset, data_seconds = demonstrations(s, args.profile)
+    data: list[tuple[Any, float]] = []  # the demonstrations, collected (or loaded) once an agent must train
+
+    def dataset() -> Any:
+        if not data:
+            data.append(demonstrations(s, args.profile))
+        return data[0][0]
+
     cells, training = [], []
     for seed in s.train_seeds:
         for method in methods:
             for horizon in s.horizons if method in HORIZON_METHODS else (None,):
-                agent, seconds = trained_agent(method, horizon, s, seed, dataset, cache, args.device, args.env, logs)
+                paths = {m: cell_path(cells_dir, method, horizon, seed, s, m) for m in s.magnitudes}
+                if all(path.exists() for path in paths.values()):  # evaluated before (e.g. in another checkout): no retraining
+                    agent, seconds = None, recorded_train_seconds(method, horizon, seed, s, cache, logs)
+                else:
+                    agent, seconds = trained_agent(method, horizon, s, seed, dataset(), cache, args.device, args.env, logs)
                 training.append({"method": method, "horizon": horizon, "seed": seed, "train_seconds": seconds})
                 for magnitude in s.magnitudes:
-                    cell = evaluate_cell(agent, args.env, s, magnitude, cell_path(cells_dir, method, horizon, seed, s, magnitude))
+                    cell = evaluate_cell(agent, args.env, s, magnitude, paths[magnitude])
                     cells.append({"method": method, "horizon": horizon, "magnitude": magnitude, "seed": seed, **cell})
                     print(
                         f"{method:7s} H_a={horizon or '-':>4} {magnitude:>5g} {s.unit}: success {cell['success_rate']:.0%}, "
                         f"max reward {cell['mean_max_reward']:.3f}", flush=True,
                     )  # fmt: skip
     rows = aggregate(cells)
+    data_seconds = data[0][1] if data else 0.0
     results = {
         "benchmark": "horizon", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "methods": list(methods),
         "horizons": list(s.horizons), "magnitudes": list(s.magnitudes), "unit": s.unit, "p": s.p, "episodes_per_cell": s.episodes,
@@ -422,12 +457,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = common.result_name(f"horizon-{args.env}", args.profile, partial, f"vae{args.vae_steps}" if args.vae_steps else "")
+    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps))
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)
     print(f"\n{results['seconds']:.0f} s (demonstrations {data_seconds:.0f} s); wrote {json_path}, {', '.join(map(str, png_paths))}")
     return results
+
+
+def probe_tag(vae_steps: int | None, dp_steps: int | None) -> str:
+    """The results' name tag of a recipe probe: ``vaeN``, ``dpN``, both (``vaeN-dpM``) or none."""
+    return "-".join(f"{name}{n}" for name, n in (("vae", vae_steps), ("dp", dp_steps)) if n is not None)
 
 
 def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:

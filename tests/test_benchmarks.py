@@ -98,6 +98,19 @@ def test_horizon(tmp_path, monkeypatch):
     for d in curves:  # the acting stage (the last one) is evaluated while it trains
         evaluated = [r["eval_success"] for f in d.glob("*.csv") for r in csv.DictReader(f.open()) if r.get("eval_success")]
         assert evaluated and all(0 <= float(v) <= 1 for v in evaluated), d.name
+    # A fresh checkout (committed cells and curves, no cache) assembles the results without
+    # collecting demonstrations or retraining; training seconds come from the curves.
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    monkeypatch.setattr("benchmarks.horizon.demonstrations", must_not_run)
+    fresh = _run("horizon", tmp_path)
+    assert fresh["rows"] == results["rows"] and not (tmp_path / "cache" / "horizon-pusht-tiny").exists()
+    for before, after in zip(results["training"], fresh["training"]):
+        assert (before["method"], before["horizon"]) == (after["method"], after["horizon"])
+        if before["method"] != "Random":  # Random trains nothing and keeps no curve
+            assert 0 < after["train_seconds"] <= before["train_seconds"]
+    monkeypatch.undo()
     part = _run("horizon", tmp_path, "--methods", "LWD", "--horizons", "8")
     assert part["partial"] and {(r["method"], r["horizon"]) for r in part["rows"]} == {("LWD", 8)}
     assert (tmp_path / "horizon-pusht-partial.json").exists()
@@ -126,6 +139,12 @@ def test_horizon_pusht_keypoints(tmp_path):
     assert len(list((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt"))) == 2
     assert (tmp_path / "horizon-pusht-keypoints-vae3-partial.json").exists()
     assert {len(f.read_text().splitlines()) - 1 for f in (tmp_path / "logs" / "horizon-pusht-keypoints-tiny").glob("*/vae.csv")} == {2, 3}  # one row per VAE step
+    # --dp-steps, the same for DP's one stage
+    probe = _run("horizon", tmp_path, "--env", "pusht-keypoints", "--methods", "DP", "--horizons", "4", "--dp-steps", "3")
+    assert [t["method"] for t in probe["training"]] == ["DP"] and (tmp_path / "horizon-pusht-keypoints-dp3-partial.json").exists()
+    assert [len(f.read_text().splitlines()) - 1 for f in (tmp_path / "logs" / "horizon-pusht-keypoints-tiny").glob("DP-*/*.csv")] == [3]
+    with pytest.raises(SystemExit):
+        _run("horizon", tmp_path, "--env", "pusht-keypoints", "--dp-steps", "0")
 
 
 def test_diagnosis(tmp_path):
