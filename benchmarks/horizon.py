@@ -39,6 +39,10 @@ steps) under ``--out/logs/horizon-ENV-standard/<key>``; evaluated cells go to
 cell yet.  An agent's training (up to ~1.5 h for LWD at ``H_a`` 128 on one thread) must finish
 within a session: its resumable state lives in the git-ignored cache.  Writes
 ``horizon-ENV-standard.json`` (``-partial`` when run with ``--methods`` / ``--horizons``).
+Recipe probes train one stage for N gradient steps instead of the profile's, keyed apart (own
+cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-vaeN``),
+``--dp-steps N`` DP (``-dpN``).  When every cell of a run exists, the JSON is assembled from
+the cells and the learning curves alone: no demonstrations are collected and nothing trains.
 
 Quick profile (2-core CPU, measured in benchmarks/README.md): small networks, 200 gradient
 steps per training stage (~7 epochs), a few-step DDIM sampler for every diffusion method (DP too, so its cost fits), one training
