@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("datasets", nargs="+", help="Minari dataset id(s); several = one per task")
     tr.add_argument("--out", required=True, help="checkpoint file to write")
     tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fields of the agent's config (LWDConfig, DPConfig, ...), e.g. action_horizon=16 policy_hidden=[128,128]")
-    tr.add_argument("--learn", nargs="*", default=[], metavar="KEY=VALUE", help="learn() budgets: steps=N (every stage) or <stage>_steps=N, e.g. vae_steps=2000 diffusion_steps=2000")
+    tr.add_argument("--learn", nargs="*", default=[], metavar="KEY=VALUE", help="learn() options (JSON values): budgets steps=N (every stage) or <stage>_steps=N, e.g. vae_steps=2000 diffusion_steps=2000; keep_best_validation=true")
     tr.add_argument("--checkpoint-dir", default=None, help="keep resumable training state here (rerun the command to resume)")
     tr.add_argument("--checkpoint-every", type=int, default=500, help="gradient steps between saves of the training state")
     tr.add_argument("--log-dir", default=None, help="write each training stage's log here (CSV per step; TensorBoard if installed)")

@@ -30,10 +30,15 @@ class StageLog:
     except at validation steps), ``eval_success`` (NaN except at evaluation steps), ``seconds``
     (the stage's wall-clock at the end of the gradient step, earlier validations and evaluations included, summed
     over resumed runs) and the stage's own loss terms.
+
+    ``kept_step`` is the step whose weights the stage ended with when it kept its best ones (by
+    in-training success, or by validation loss with ``learn(..., keep_best_validation=True)``);
+    ``None`` when it ended with its last step's.
     """
 
     stage: str
     rows: list[dict[str, float]] = field(default_factory=list)
+    kept_step: int | None = None
 
     def column(self, name: str) -> np.ndarray:
         """One column over all steps (NaN where a row lacks it)."""
@@ -103,7 +108,8 @@ class TrainingLog:
         return iter(self.stages.values())
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Per stage: steps, first/last training loss (mean of 1 % of steps) and the last and best validation loss."""
+        """Per stage: steps, first/last training loss (mean of 1 % of steps), the last and best
+        validation loss, and the step whose weights it kept (NaN: its last)."""
         out = {}
         for log in self:
             loss = log.loss
@@ -115,6 +121,7 @@ class TrainingLog:
                 "last_loss": float(np.mean(loss[-k:])) if len(loss) else math.nan,
                 "last_val_loss": float(val[-1]) if len(val) else math.nan,
                 "best_val_loss": float(val.min()) if len(val) else math.nan,
+                "kept_step": log.kept_step if log.kept_step is not None else math.nan,
             }
         return out
 

@@ -132,6 +132,7 @@ def fit(
     val_every: int | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
     eval_every: int | None = None,
+    keep_best_validation: bool = False,
 ) -> list[float]:
     """AdamW + cosine schedule with warm-up over ``steps`` shuffled mini-batches of ``data``.
 
@@ -147,6 +148,10 @@ def fit(
     ``evaluate(module)`` (e.g. a success rate in the env) runs every ``eval_every`` steps and at
     the last step on the weights that act (the EMA copy when there is one); the best-scoring
     weights are kept and restored at the end (Diffusion Policy's top-k by test score, k = 1).
+    With ``keep_best_validation`` and no ``evaluate``, the weights of the lowest ``validate()``
+    are kept and restored instead (Keras' ``restore_best_weights``); a stage with ``ema_model``
+    refuses it, since its validation loss is measured on the training weights, not on the EMA
+    copy it acts with.  ``log.log.kept_step`` records the step of the weights restored.
 
     Under ``torchrun`` (see :mod:`lwd_gym.distributed`) the model is wrapped in
     ``DistributedDataParallel``, each rank computes its share of every global batch of
@@ -160,13 +165,18 @@ def fit(
     if steps < 1 or batch_size < 1:
         raise ValueError(f"{desc}: steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
     val_every = val_every or max(1, steps // 50)
+    if keep_best_validation and ema_model is not None:
+        raise ValueError(f"{desc}: keep_best_validation needs a stage without an EMA copy (its validation loss is not measured on the weights that act)")
+    if keep_best_validation and validate is None:
+        raise ValueError(f"{desc}: keep_best_validation needs a validation loss (validate)")
+    by_validation = keep_best_validation and evaluate is None  # an in-training evaluation, when given, decides
     acting = ema_model if ema_model is not None else model
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, steps // 10), steps)
     ema = EMAModel(params, power=ema_power) if ema_model is not None else None
-    state = _TrainState(model, optimizer, schedule, ema, generator, checkpoint, acting if evaluate is not None else None)
+    state = _TrainState(model, optimizer, schedule, ema, generator, checkpoint, acting if evaluate is not None or by_validation else None)
     losses: list[float] = []
     order = torch.empty(0, dtype=torch.long)
     start = 0
@@ -227,6 +237,8 @@ def fit(
                 if log is not None:
                     log.update(val_loss=val_loss)
                 stats = {**stats, "val": val_loss}
+                if by_validation:
+                    state.offer_best(step + 1, -val_loss)
             if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or last):
                 if ema is not None:
                     ema.copy_to([p for p in ema_model.parameters() if p.requires_grad])
@@ -251,7 +263,8 @@ def fit(
     if ema is not None:
         ema.copy_to([p for p in ema_model.parameters() if p.requires_grad])
         ema_model.eval()
-    state.restore_best()
+    if state.restore_best() and log is not None:
+        log.log.kept_step = state.best_step
     return losses
 
 
@@ -289,9 +302,12 @@ class _TrainState:
             self.best_score, self.best_step = score, step
             self.best = {k: v.detach().clone() for k, v in self.acting.state_dict().items()}
 
-    def restore_best(self) -> None:
-        if self.best is not None:
-            self.acting.load_state_dict(self.best)
+    def restore_best(self) -> bool:
+        """Load the best weights kept, if any; whether it did."""
+        if self.best is None:
+            return False
+        self.acting.load_state_dict(self.best)
+        return True
 
     def advice(self) -> str:
         where = f"the last good state (step {self.saved_step}) is kept in {self.checkpoint.path}; " if self.saved_step else ""

@@ -111,6 +111,81 @@ def test_in_training_evaluation_keeps_the_best_weights(twenty, monkeypatch):
     assert any(not torch.equal(final[k], seen[2][k]) for k in final)  # not simply the last weights
 
 
+def _scripted_validation_fit(tmp_path, val_values, *, stop_after=None, **kwargs):
+    """A linear model trained 15 steps; ``validate`` returns ``val_values`` in turn (every 5
+    steps) and records the weights it was called on."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    data = training.TensorBatches(x=torch.randn(32, 3))
+    values, seen = iter(val_values), []
+
+    def validate():
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(values)
+
+    def loss(batch, step):
+        if stop_after is not None and step == stop_after:
+            raise KeyboardInterrupt
+        return (model(batch["x"]) - 1).pow(2).mean()
+
+    log = training.StageWriter(StageLog("toy"), None)
+    training.fit(model, loss, data, steps=15, batch_size=8, lr=1e-2, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                 progress=False, log=log, validate=validate, val_every=5, **kwargs)  # fmt: skip
+    return model, seen, log.log
+
+
+def test_keep_best_validation_restores_the_lowest_validation_weights(tmp_path):
+    """Validation 0.5, 0.2, 0.9 at steps 5, 10, 15: the stage ends with step 10's weights."""
+    model, seen, log = _scripted_validation_fit(tmp_path, [0.5, 0.2, 0.9], keep_best_validation=True)
+    for name, value in seen[1].items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+    assert log.kept_step == 10
+    last, seen_last, plain = _scripted_validation_fit(tmp_path, [0.5, 0.2, 0.9])  # without the option: the last weights
+    assert plain.kept_step is None and all(torch.equal(last.state_dict()[k], seen_last[2][k]) for k in seen_last[2])
+    assert any(not torch.equal(model.state_dict()[k], seen_last[2][k]) for k in seen_last[2])
+
+
+def test_keep_best_validation_survives_an_interrupted_run(tmp_path):
+    """Stopped after the best validation (step 10) and resumed, it still ends with step 10's weights."""
+    checkpoint = lambda: training.TrainCheckpoint(tmp_path / "state.safetensors", every=5, fingerprint={"test": 1})  # noqa: E731
+    with pytest.raises(KeyboardInterrupt):
+        _scripted_validation_fit(tmp_path, [0.5, 0.2], stop_after=12, keep_best_validation=True, checkpoint=checkpoint())
+    model, seen, log = _scripted_validation_fit(tmp_path, [0.9], keep_best_validation=True, checkpoint=checkpoint())  # only step 15 is left
+    reference, ref_seen, _ = _scripted_validation_fit(tmp_path / "ref", [0.5, 0.2, 0.9], keep_best_validation=True)
+    assert log.kept_step == 10
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+
+
+def test_keep_best_validation_is_refused_where_it_cannot_apply(twenty):
+    model = torch.nn.Linear(3, 1)
+    data = training.TensorBatches(x=torch.randn(8, 3))
+    args = dict(steps=2, batch_size=4, lr=1e-2, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"), progress=False)
+    with pytest.raises(ValueError, match="EMA"):
+        training.fit(model, lambda b, s: model(b["x"]).mean(), data, ema_model=torch.nn.Linear(3, 1), validate=lambda: 0.0, keep_best_validation=True, **args)
+    with pytest.raises(ValueError, match="validation loss"):
+        training.fit(model, lambda b, s: model(b["x"]).mean(), data, keep_best_validation=True, **args)
+    mlp = MLPAgent(hidden=(8,), device="cpu")
+    with pytest.raises(ValueError, match="validation_fraction > 0"):  # before any training
+        mlp.learn(twenty, steps=3, validation_fraction=0.0, keep_best_validation=True, progress_bar=False)
+    with pytest.raises(TypeError, match="True or False"):
+        mlp.learn(twenty, steps=3, keep_best_validation="yes", progress_bar=False)
+    assert not mlp.training_log.stages  # nothing trained
+
+
+def test_keep_best_validation_applies_to_the_stages_without_ema(twenty):
+    """LWD's VAE keeps its lowest-validation step; the latent diffusion (EMA) its last; the agent acts."""
+    agent = LWDAgent(**{**TINY_LWD, "latent_dim": 32, "policy_hidden": (64,)}, batch_size=32, vae_lr=3e-3)
+    agent.learn(twenty, vae_steps=40, diffusion_steps=3, validation_fraction=0.25, keep_best_validation=True, progress_bar=False)
+    steps, val = agent.training_log["vae"].validation()
+    best = steps[len(val) - 1 - int(np.argmin(val[::-1]))]  # later wins a tie
+    assert agent.training_log["vae"].kept_step == best
+    assert agent.training_log["latent-diffusion"].kept_step is None
+    assert agent.training_record["stages"]["vae"]["kept_step"] == best
+    obs = gym.make(ENV_ID).reset(seed=0)[0]
+    assert np.isfinite(agent.predict(obs)[0]).all()
+
+
 def test_in_training_evaluation_runs_the_agent_in_the_env(twenty):
     agent = LWDAgent(**TINY_LWD).learn(twenty, vae_steps=4, diffusion_steps=4, eval_env=ENV_ID, eval_every=2, n_eval_episodes=2, progress_bar=False)
     steps, success = agent.training_log["latent-diffusion"].evaluations()

@@ -58,12 +58,14 @@ class TrainingRun:
     eval_env: Any = None
     eval_every: int | None = None
     n_eval_episodes: int = 10
+    keep_best_validation: bool = False
     budgets: dict[str, int | None] = field(default_factory=dict)
 
 
 #: ``learn``'s run options, the same for every agent (see :meth:`BaseAgent.learn`)
 RUN_OPTIONS = (
     "checkpoint_dir", "checkpoint_every", "progress_bar", "log_dir", "validation_fraction", "eval_env", "eval_every", "n_eval_episodes",
+    "keep_best_validation",
 )  # fmt: skip
 
 
@@ -93,6 +95,12 @@ class Learner:
         :param eval_env: an env (id, instance, factory) to roll the agent out in while it trains,
             every ``eval_every`` gradient steps of its last stage, ``n_eval_episodes`` seeded episodes
             each; the best-scoring weights are kept (Diffusion Policy's top-1 by test score).
+        :param keep_best_validation: every stage that acts with its own training weights (no EMA
+            copy) and has no in-training evaluation ends with the weights of its lowest
+            validation loss instead of its last (Keras' ``restore_best_weights``): LWD's and LDP's
+            VAE, the MLP.  Diffusion stages keep their EMA weights.  For a VAE that overfits
+            small data (its held-out BC-MSE lowest early, benchmarks/README.md); needs
+            ``validation_fraction > 0``.  ``agent.training_log[stage].kept_step`` says which step.
 
         A call that fails leaves the agent as it was (a trained agent keeps its weights).
         """
@@ -115,6 +123,7 @@ class Learner:
         eval_env: Any = None,
         eval_every: int | None = None,
         n_eval_episodes: int = 10,
+        keep_best_validation: bool = False,
     ) -> Demonstrations:
         """Load demonstrations, hold out validation episodes, fix spaces and normalisers, seed,
         and build the networks; returns the *training* episodes.
@@ -126,6 +135,10 @@ class Learner:
             raise ValueError(f"eval_env needs eval_every, a positive number of gradient steps, got {eval_every!r}")
         if int(n_eval_episodes) != n_eval_episodes or n_eval_episodes < 1:
             raise ValueError(f"n_eval_episodes must be a positive integer, got {n_eval_episodes!r}")
+        if not isinstance(keep_best_validation, bool):
+            raise TypeError(f"keep_best_validation must be True or False, got {keep_best_validation!r}")
+        if keep_best_validation and not validation_fraction > 0:
+            raise ValueError(f"keep_best_validation needs held-out episodes: validation_fraction > 0, got {validation_fraction!r}")
         demos, validation = load_demonstrations(dataset).split(validation_fraction, self.seed)
         digest = hashlib.sha256()
         if checkpoint_dir is not None:  # identifies the data of a resumable run; not needed otherwise
@@ -133,7 +146,7 @@ class Learner:
                 digest.update(np.ascontiguousarray(array).tobytes())
         self._run = TrainingRun(
             None if checkpoint_dir is None else Path(checkpoint_dir), checkpoint_every, progress_bar, digest.hexdigest(),
-            None if log_dir is None else Path(log_dir), validation, eval_env, eval_every, int(n_eval_episodes),
+            None if log_dir is None else Path(log_dir), validation, eval_env, eval_every, int(n_eval_episodes), keep_best_validation,
         )  # fmt: skip
         self.training_log = TrainingLog()
         self._set_spaces(demos.observation_space, demos.action_space, demos.num_tasks)
@@ -195,11 +208,14 @@ class Learner:
         validation loss; ``acting_attr`` names the attribute holding the module the agent acts
         with, for the in-training evaluation (only the last stage of an agent acts).
         """
+        # the best-validation weights apply where the validation loss is measured on the weights that act
+        keep_best = self._run.keep_best_validation and val_data is not None and val_loss is not None and len(val_data) > 0 and kwargs.get("ema_model") is None
         checkpoint = None
         if self._run.checkpoint_dir is not None:
             fingerprint = {
                 "agent": type(self).__name__, "config": self.config.to_dict(), "stage": stage, "steps": steps,
                 "rows": len(data), "data": self._run.data_digest, "fit": {k: v for k, v in kwargs.items() if k != "ema_model"},
+                **({"keep_best_validation": True} if keep_best else {}),  # absent otherwise: earlier runs' states still resume
             }  # fmt: skip
             checkpoint = TrainCheckpoint(self._run.checkpoint_dir / f"{stage}.safetensors", self._run.checkpoint_every, fingerprint, {"agent": self._rng})
         name = type(self).__name__.removesuffix("Agent")
@@ -216,7 +232,7 @@ class Learner:
         return fit(
             model, loss_fn, data, steps=steps, generator=generator, device=self.device, checkpoint=checkpoint,
             desc=f"{name}: {stage}", progress=self._run.progress, log=writer, validate=validate,
-            evaluate=evaluate_fn, eval_every=self._run.eval_every, **kwargs,
+            evaluate=evaluate_fn, eval_every=self._run.eval_every, keep_best_validation=keep_best, **kwargs,
         )  # fmt: skip
 
     def _evaluate_during_training(self, acting_attr: str, module: nn.Module) -> float:
