@@ -41,7 +41,8 @@ within a session: its resumable state lives in the git-ignored cache.  Writes
 ``horizon-ENV-standard.json`` (``-partial`` when run with ``--methods`` / ``--horizons``).
 Recipe probes train one stage for N gradient steps instead of the profile's, keyed apart (own
 cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-vaeN``),
-``--dp-steps N`` DP (``-dpN``).  When every cell of a run exists, the JSON is assembled from
+``--dp-steps N`` DP (``-dpN``); ``--keep-best-vae`` ends the latent methods' VAE with its
+lowest-validation weights (``learn(..., keep_best_validation=True)``; ``-bestvae``).  When every cell of a run exists, the JSON is assembled from
 the cells and the learning curves alone: no demonstrations are collected and nothing trains.
 
 Quick profile (2-core CPU, measured in benchmarks/README.md): small networks, 200 gradient
@@ -98,6 +99,7 @@ class Setting:
     train_steps: dict[str, int] | None = None  # fixed gradient steps per stage instead of epochs (MLP: only with "mlp_steps")
     n_envs: int = 10
     eval_every: int | None = None  # in-training evaluation (learning curves under --out/logs) every this many steps
+    keep_best_vae: bool = False  # the latent methods' VAE ends with its lowest-validation weights (learn's keep_best_validation)
     eval_episodes: int = 10
 
 
@@ -250,12 +252,17 @@ def _steps(method: str, s: Setting) -> dict[str, int]:
     return {k: s.train_steps[k] for k in names}
 
 
+def _learn_options(method: str, s: Setting) -> dict[str, Any]:
+    """``learn``'s recipe options for ``method`` beyond its budgets (part of its cache key)."""
+    return {"keep_best_validation": True} if s.keep_best_vae and method in ("LWD", "LWD+WM", "LDP") else {}
+
+
 def agent_key(method: str, horizon: int | None, seed: int, s: Setting) -> str:
     """Cache name of a trained agent (:func:`common.cache_key`): changing any field of its
     config, its training steps or its data retrains it."""
     config = make_agent(method, horizon or 1, s, seed, "cpu").config
     slug = f"{method.replace('+', '_')}-H{horizon if horizon is not None else 'na'}-s{seed}"
-    return common.cache_key(slug, config, _steps(method, s), [s.source, s.num_demos])
+    return common.cache_key(slug, config, {**_steps(method, s), **_learn_options(method, s)}, [s.source, s.num_demos])
 
 
 def trained_agent(
@@ -271,7 +278,7 @@ def trained_agent(
     if path.exists() and meta.exists():
         return BaseAgent.load(path, device=device), json.loads(meta.read_text())["train_seconds"]
     start = time.perf_counter()
-    kwargs: dict[str, Any] = {"progress_bar": False, **_steps(method, s)}
+    kwargs: dict[str, Any] = {"progress_bar": False, **_steps(method, s), **_learn_options(method, s)}
     if method != "Random":
         kwargs["checkpoint_dir"] = cache / f"{key}-state"
         if logs is not None:
@@ -403,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "(agents and cells are keyed apart; the JSON is named ...-vaeN)")  # fmt: skip
     p.add_argument("--dp-steps", type=int, default=None, metavar="N",
                    help="a recipe probe: DP trains N gradient steps instead of the profile's (JSON named ...-dpN)")
+    p.add_argument("--keep-best-vae", action="store_true",
+                   help="a recipe probe: the latent methods' VAE ends with its lowest-validation weights "
+                        "(learn's keep_best_validation; JSON named ...-bestvae)")  # fmt: skip
     args = p.parse_args(argv)
     common.setup(args)
     s = setting(args.env, args.profile)
@@ -412,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 s = with_steps(s, stage, steps)
             except ValueError as e:
                 p.error(f"{flag}: {e} (profile {args.profile})")
+    if args.keep_best_vae:
+        s = dataclasses.replace(s, keep_best_vae=True)
     methods = tuple(args.methods or s.methods)
     unknown = set(methods) - set(s.methods)
     if unknown:
@@ -461,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps))
+    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae))
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)
@@ -469,9 +481,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return results
 
 
-def probe_tag(vae_steps: int | None, dp_steps: int | None) -> str:
-    """The results' name tag of a recipe probe: ``vaeN``, ``dpN``, both (``vaeN-dpM``) or none."""
-    return "-".join(f"{name}{n}" for name, n in (("vae", vae_steps), ("dp", dp_steps)) if n is not None)
+def probe_tag(vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False) -> str:
+    """The results' name tag of a recipe probe: ``vaeN``, ``dpN``, ``bestvae``, joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
+    parts = [f"{name}{n}" for name, n in (("vae", vae_steps), ("dp", dp_steps)) if n is not None]
+    return "-".join(parts + (["bestvae"] if keep_best_vae else []))
 
 
 def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:

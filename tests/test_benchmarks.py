@@ -1,6 +1,7 @@
 """Smoke tests: every benchmark runs end to end on its tiny profile, writes a JSON of the
 documented shape and a PNG.  Numbers are not checked (benchmarks report them, tests don't)."""
 import csv
+import dataclasses
 import json
 import math
 
@@ -145,6 +146,13 @@ def test_horizon_pusht_keypoints(tmp_path):
     assert [len(f.read_text().splitlines()) - 1 for f in (tmp_path / "logs" / "horizon-pusht-keypoints-tiny").glob("DP-*/*.csv")] == [3]
     with pytest.raises(SystemExit):
         _run("horizon", tmp_path, "--env", "pusht-keypoints", "--dp-steps", "0")
+    # --keep-best-vae: the latent methods' VAE keeps its best-validation weights, another agent (DP's key unchanged)
+    from benchmarks.horizon import _learn_options, agent_key, probe_tag
+
+    best = dataclasses.replace(s, keep_best_vae=True)
+    assert _learn_options("LWD", best) == {"keep_best_validation": True} and _learn_options("DP", best) == {} == _learn_options("LWD", s)
+    assert agent_key("LWD", 4, 0, best) != agent_key("LWD", 4, 0, s) and agent_key("DP", 4, 0, best) == agent_key("DP", 4, 0, s)
+    assert probe_tag(None, None, True) == "bestvae" and probe_tag(1000, None, True) == "vae1000-bestvae" and probe_tag(None, None) == ""
 
 
 def test_diagnosis(tmp_path):

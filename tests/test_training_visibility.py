@@ -168,6 +168,8 @@ def test_keep_best_validation_is_refused_where_it_cannot_apply(twenty):
     mlp = MLPAgent(hidden=(8,), device="cpu")
     with pytest.raises(ValueError, match="validation_fraction > 0"):  # before any training
         mlp.learn(twenty, steps=3, validation_fraction=0.0, keep_best_validation=True, progress_bar=False)
+    with pytest.raises(ValueError, match="holds out none"):  # 0.04 of 20 episodes is no episode
+        mlp.learn(twenty, steps=3, validation_fraction=0.04, keep_best_validation=True, progress_bar=False)
     with pytest.raises(TypeError, match="True or False"):
         mlp.learn(twenty, steps=3, keep_best_validation="yes", progress_bar=False)
     assert not mlp.training_log.stages  # nothing trained

@@ -140,6 +140,11 @@ class Learner:
         if keep_best_validation and not validation_fraction > 0:
             raise ValueError(f"keep_best_validation needs held-out episodes: validation_fraction > 0, got {validation_fraction!r}")
         demos, validation = load_demonstrations(dataset).split(validation_fraction, self.seed)
+        if keep_best_validation and validation is None:
+            raise ValueError(
+                f"keep_best_validation needs held-out episodes, but validation_fraction={validation_fraction} of {len(demos)} "
+                "episodes holds out none (floor(fraction x episodes per task)); raise validation_fraction"
+            )
         digest = hashlib.sha256()
         if checkpoint_dir is not None:  # identifies the data of a resumable run; not needed otherwise
             for array in (*demos.observations, *demos.actions, demos.tasks):
