@@ -42,7 +42,10 @@ within a session: its resumable state lives in the git-ignored cache.  Writes
 Recipe probes train one stage for N gradient steps instead of the profile's, keyed apart (own
 cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-vaeN``),
 ``--dp-steps N`` DP (``-dpN``); ``--keep-best-vae`` ends the latent methods' VAE with its
-lowest-validation weights (``learn(..., keep_best_validation=True)``; ``-bestvae``).  When every cell of a run exists, the JSON is assembled from
+lowest-validation weights (``learn(..., keep_best_validation=True)``; ``-bestvae``); ``--no-train-eval`` trains
+without the in-training episodes and keeps the last (EMA) weights (``-noeval``).  ``--train-only`` trains
+(or finds cached) the agents that have no cells and stops there: with ``--no-train-eval`` another machine
+without the simulator (a lent GPU) can train, and a run here over its cache entries evaluates.  When every cell of a run exists, the JSON is assembled from
 the cells and the learning curves alone: no demonstrations are collected and nothing trains.
 
 Quick profile (2-core CPU, measured in benchmarks/README.md): small networks, 200 gradient
@@ -100,6 +103,7 @@ class Setting:
     n_envs: int = 10
     eval_every: int | None = None  # in-training evaluation (learning curves under --out/logs) every this many steps
     keep_best_vae: bool = False  # the latent methods' VAE ends with its lowest-validation weights (learn's keep_best_validation)
+    train_eval: bool = True  # with eval_every: evaluate in training and keep the best-by-success weights (needs the simulator)
     eval_episodes: int = 10
 
 
@@ -262,7 +266,8 @@ def agent_key(method: str, horizon: int | None, seed: int, s: Setting) -> str:
     config, its training steps or its data retrains it."""
     config = make_agent(method, horizon or 1, s, seed, "cpu").config
     slug = f"{method.replace('+', '_')}-H{horizon if horizon is not None else 'na'}-s{seed}"
-    return common.cache_key(slug, config, {**_steps(method, s), **_learn_options(method, s)}, [s.source, s.num_demos])
+    recipe = {**_steps(method, s), **_learn_options(method, s), **({} if s.train_eval else {"train_eval": False})}
+    return common.cache_key(slug, config, recipe, [s.source, s.num_demos])
 
 
 def trained_agent(
@@ -283,7 +288,7 @@ def trained_agent(
         kwargs["checkpoint_dir"] = cache / f"{key}-state"
         if logs is not None:
             kwargs["log_dir"] = logs / key
-        if logs is not None and s.eval_every:
+        if logs is not None and s.eval_every and s.train_eval:
             kwargs.update(eval_env=env_factory(env, s, 0.0), eval_every=s.eval_every, n_eval_episodes=s.eval_episodes)
     agent.learn(dataset, **kwargs)
     seconds = time.perf_counter() - start
@@ -413,6 +418,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--keep-best-vae", action="store_true",
                    help="a recipe probe: the latent methods' VAE ends with its lowest-validation weights "
                         "(learn's keep_best_validation; JSON named ...-bestvae)")  # fmt: skip
+    p.add_argument("--no-train-eval", action="store_true",
+                   help="a recipe probe: no in-training evaluation, the last (EMA) weights are kept; for training on a "
+                        "machine without the simulator (keyed apart; JSON named ...-noeval)")  # fmt: skip
+    p.add_argument("--train-only", action="store_true",
+                   help="train (or find in the cache) the agents that have no cells yet, then stop: another machine "
+                        "(e.g. a GPU) trains, and a run here with its cache entries evaluates")  # fmt: skip
     args = p.parse_args(argv)
     common.setup(args)
     s = setting(args.env, args.profile)
@@ -424,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 p.error(f"{flag}: {e} (profile {args.profile})")
     if args.keep_best_vae:
         s = dataclasses.replace(s, keep_best_vae=True)
+    if args.no_train_eval:
+        s = dataclasses.replace(s, train_eval=False)
     methods = tuple(args.methods or s.methods)
     unknown = set(methods) - set(s.methods)
     if unknown:
@@ -455,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 else:
                     agent, seconds = trained_agent(method, horizon, s, seed, dataset(), cache, args.device, args.env, logs)
                 training.append({"method": method, "horizon": horizon, "seed": seed, "train_seconds": seconds})
+                if args.train_only:
+                    print(f"{method:7s} H_a={horizon or '-':>4}: trained ({seconds or 0:.0f} s), {cache / agent_key(method, horizon, seed, s)}.ckpt", flush=True)
+                    continue
                 for magnitude in s.magnitudes:
                     cell = evaluate_cell(agent, args.env, s, magnitude, paths[magnitude])
                     cells.append({"method": method, "horizon": horizon, "magnitude": magnitude, "seed": seed, **cell})
@@ -462,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         f"{method:7s} H_a={horizon or '-':>4} {magnitude:>5g} {s.unit}: success {cell['success_rate']:.0%}, "
                         f"max reward {cell['mean_max_reward']:.3f}", flush=True,
                     )  # fmt: skip
+    if args.train_only:
+        return {"training": training}
     rows = aggregate(cells)
     data_seconds = data[0][1] if data else 0.0
     results = {
@@ -473,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae))
+    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval))
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)
@@ -481,10 +499,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return results
 
 
-def probe_tag(vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False) -> str:
-    """The results' name tag of a recipe probe: ``vaeN``, ``dpN``, ``bestvae``, joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
+def probe_tag(vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False, no_train_eval: bool = False) -> str:
+    """The results' name tag of a recipe probe: ``vaeN``, ``dpN``, ``bestvae``, ``noeval``, joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
     parts = [f"{name}{n}" for name, n in (("vae", vae_steps), ("dp", dp_steps)) if n is not None]
-    return "-".join(parts + (["bestvae"] if keep_best_vae else []))
+    return "-".join(parts + (["bestvae"] if keep_best_vae else []) + (["noeval"] if no_train_eval else []))
 
 
 def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:

@@ -153,6 +153,21 @@ def test_horizon_pusht_keypoints(tmp_path):
     assert _learn_options("LWD", best) == {"keep_best_validation": True} and _learn_options("DP", best) == {} == _learn_options("LWD", s)
     assert agent_key("LWD", 4, 0, best) != agent_key("LWD", 4, 0, s) and agent_key("DP", 4, 0, best) == agent_key("DP", 4, 0, s)
     assert probe_tag(None, None, True) == "bestvae" and probe_tag(1000, None, True) == "vae1000-bestvae" and probe_tag(None, None) == ""
+    # --train-only --no-train-eval (train where the simulator is absent, evaluate here): another agent,
+    # trained without in-training episodes and without cells; the next run evaluates it from the cache
+    assert agent_key("DP", 4, 0, dataclasses.replace(s, train_eval=False)) != agent_key("DP", 4, 0, s)
+    cache = tmp_path / "cache" / "horizon-pusht-keypoints-tiny"
+    before = set(cache.glob("DP-H4-*.ckpt"))
+    trained = _run("horizon", tmp_path, "--env", "pusht-keypoints", "--methods", "DP", "--horizons", "4", "--no-train-eval", "--train-only")
+    assert trained == {"training": [{"method": "DP", "horizon": 4, "seed": 0, "train_seconds": trained["training"][0]["train_seconds"]}]}
+    (new,) = set(cache.glob("DP-H4-*.ckpt")) - before
+    assert not (tmp_path / "horizon-pusht-keypoints-noeval-partial.json").exists()
+    curve = (tmp_path / "logs" / "horizon-pusht-keypoints-tiny" / new.stem / "diffusion.csv").read_text().splitlines()
+    assert len(curve) == 3 and all(line.split(",")[4] == "" for line in curve[1:])  # eval_success column empty
+    mtime = new.stat().st_mtime
+    evaluated = _run("horizon", tmp_path, "--env", "pusht-keypoints", "--methods", "DP", "--horizons", "4", "--no-train-eval")
+    assert new.stat().st_mtime == mtime and len(evaluated["cells"]) == len(evaluated["magnitudes"])  # loaded, not retrained
+    assert (tmp_path / "horizon-pusht-keypoints-noeval-partial.json").exists() and probe_tag(None, 6000, False, True) == "dp6000-noeval"
 
 
 def test_diagnosis(tmp_path):
