@@ -1,7 +1,7 @@
 """Action horizon x perturbation: how each method degrades as its plans run longer and the world is pushed.
 
     python -m benchmarks.horizon --profile quick               # PushT (paper Fig 3): LWD, LWD+WM, DP, LDP, MLP, Random
-    python -m benchmarks.horizon --profile quick --env lift    # robosuite Lift, end-effector pushes (Fig 5): LWD, DP
+    python -m benchmarks.horizon --profile quick --env lift    # robosuite Lift, end-effector pushes (Fig 5): LWD, DP (standard: + LWD+WM, LDP)
     python -m benchmarks.horizon --profile quick --env can     # robosuite PickPlaceCan (Fig 5)
     python -m benchmarks.horizon --profile standard --env pusht-keypoints  # PushT seen as the T's 8 corners (18-d)
 
@@ -220,7 +220,9 @@ def setting(env: str, profile: str) -> Setting:
             common_args["episodes"] = 20 if profile == "quick" else common_args["episodes"]
         return Setting(
             source=f"robosuite/{env}", env_id=f"lwd_gym/{env.capitalize()}-v0", unit="m", p=0.1,
-            methods=("LWD", "DP"), horizons=(4, 8) if tiny else (8, 32, 128), magnitudes=(0.0, 0.05) if tiny else (0.0, 0.05, 0.1),
+            # Fig 5 compares LWD with DP; the standard and paper profiles add LWD+WM and LDP (issue
+            # #22: the world-model and latent-action peers), quick keeps its two for its budget.
+            methods=("LWD", "LWD+WM", "DP", "LDP") if standard or paper else ("LWD", "DP"), horizons=(4, 8) if tiny else (8, 32, 128), magnitudes=(0.0, 0.05) if tiny else (0.0, 0.05, 0.1),
             num_demos=2 if tiny else 200 if paper or standard else 30, env_kwargs=env_kwargs, **common_args,
         )  # fmt: skip
     raise ValueError(f"unknown env {env!r}")
