@@ -24,6 +24,12 @@ def _learn_one_step(agent, dataset) -> None:
 def test_horizon_paper_agents_train(env: str, tiny_datasets) -> None:
     s = horizon.setting(env, "paper")
     assert s.episodes == 500 and s.train_seeds == (0, 1, 2)
+    # every horizon method runs at the paper and standard profiles (robosuite too: LWD+WM and LDP
+    # are the peers there); quick keeps robosuite to LWD and DP for its budget
+    for profile in ("paper", "standard"):
+        assert set(horizon.HORIZON_METHODS) <= set(horizon.setting(env, profile).methods)
+    if env != "pusht":
+        assert horizon.setting(env, "quick").methods == ("LWD", "DP")
     for method in s.methods:
         for h in (s.horizons[0], s.horizons[-1]) if method in horizon.HORIZON_METHODS else (None,):
             _learn_one_step(horizon.make_agent(method, h or 1, s, 0, "cpu"), tiny_datasets[0])
