@@ -38,7 +38,9 @@ steps) under ``--out/logs/horizon-ENV-standard/<key>``; evaluated cells go to
 ``--out/cells/horizon-ENV-standard/`` (committed), so a fresh checkout only retrains what has no
 cell yet.  An agent's training (up to ~1.5 h for LWD at ``H_a`` 128 on one thread) must finish
 within a session: its resumable state lives in the git-ignored cache.  Writes
-``horizon-ENV-standard.json`` (``-partial`` when run with ``--methods`` / ``--horizons``).
+``horizon-ENV-standard.json`` (``-partial`` while some agent of the sweep has no cell yet; a part
+run with ``--methods`` / ``--horizons`` writes every cell of its recipe evaluated so far, its own
+and earlier parts', so parts add up).
 Recipe probes train one stage for N gradient steps instead of the profile's, keyed apart (own
 cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-vaeN``),
 ``--dp-steps N`` DP (``-dpN``); ``--keep-best-vae`` ends the latent methods' VAE with its
@@ -443,11 +445,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = set(methods) - set(s.methods)
     if unknown:
         p.error(f"--methods {sorted(unknown)} not run on {args.env}; choose from {s.methods}")
+    sweep = s  # the whole sweep of this recipe; `s` becomes this run's part of it
     if args.horizons:
         if set(args.horizons) - set(s.horizons):
             p.error(f"--horizons {sorted(set(args.horizons) - set(s.horizons))} not in the {args.profile} profile's {s.horizons}")
         s = dataclasses.replace(s, horizons=tuple(h for h in s.horizons if h in args.horizons))
-    partial = bool(args.methods or args.horizons)
     run = f"horizon-{args.env}-{args.profile}"
     cache = Path(args.out) / "cache" / run  # trained agents and resumable training state (git-ignored)
     cells_dir = Path(args.out) / "cells" / run  # evaluated cells (committed)
@@ -482,7 +484,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     )  # fmt: skip
     if args.train_only:
         return {"training": training}
+    # A part's results hold every cell of its recipe evaluated so far (this part's and earlier
+    # parts'), so parts run one after another add up instead of each overwriting the last.
+    part = {(c["method"], c["horizon"], c["seed"]) for c in cells}
+    earlier, training_earlier, partial = assembled_cells(sweep, cells_dir, cache, logs, skip=part)
+    cells, training = sort_cells(cells + earlier, sweep), training + training_earlier
     rows = aggregate(cells)
+    shown = tuple(h for h in sweep.horizons if any(r["horizon"] == h for r in rows)) or s.horizons
+    s = dataclasses.replace(s, horizons=shown)
+    methods = tuple(dict.fromkeys(r["method"] for r in rows))
     data_seconds = data[0][1] if data else 0.0
     results = {
         "benchmark": "horizon", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "methods": list(methods),
@@ -499,6 +509,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print_tables(rows, s)
     print(f"\n{results['seconds']:.0f} s (demonstrations {data_seconds:.0f} s); wrote {json_path}, {', '.join(map(str, png_paths))}")
     return results
+
+
+def assembled_cells(sweep: Setting, cells_dir: Path, cache: Path, logs: Path | None, skip: set[tuple]) -> tuple[list, list, bool]:
+    """The committed cells of ``sweep``'s agents other than ``skip`` ((method, horizon, seed)),
+    with their agents' recorded training seconds, and whether some agent of the sweep has none yet."""
+    cells, training, missing = [], [], False
+    for seed in sweep.train_seeds:
+        for method in sweep.methods:
+            for horizon in sweep.horizons if method in HORIZON_METHODS else (None,):
+                if (method, horizon, seed) in skip:
+                    continue
+                paths = {m: cell_path(cells_dir, method, horizon, seed, sweep, m) for m in sweep.magnitudes}
+                if not all(path.exists() for path in paths.values()):
+                    missing = True
+                    continue
+                seconds = recorded_train_seconds(method, horizon, seed, sweep, cache, logs)
+                training.append({"method": method, "horizon": horizon, "seed": seed, "train_seconds": seconds})
+                cells += [{"method": method, "horizon": horizon, "magnitude": m, "seed": seed, **json.loads(path.read_text())}
+                          for m, path in paths.items()]  # fmt: skip
+    return cells, training, missing
+
+
+def sort_cells(cells: list[dict[str, Any]], sweep: Setting) -> list[dict[str, Any]]:
+    """``cells`` in the sweep's order: method, horizon, magnitude, training seed."""
+    order = {m: i for i, m in enumerate(sweep.methods)}
+    return sorted(cells, key=lambda c: (order[c["method"]], c["horizon"] or 0, c["magnitude"], c["seed"]))
 
 
 def probe_tag(vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False, no_train_eval: bool = False) -> str:
@@ -523,7 +559,8 @@ def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:
                         line[f"H{h}"] += f" ± {cell['max_reward_sem']:.2f}"
                 if (method, magnitude) in d:
                     line["best"] = f"H_a={d[(method, magnitude)]['best_horizon']}"
-                    line["drop"] = fmt.format(d[(method, magnitude)]["drop"][longest])
+                    drop = d[(method, magnitude)]["drop"].get(longest)  # None where this method lacks that horizon
+                    line["drop"] = None if drop is None else fmt.format(drop)
                 table.append(line)
         columns = [("method", "method", "{}"), ("perturbation", "magnitude", "{}")]
         columns += [(f"H_a={h}", f"H{h}", "{}") for h in s.horizons] + [("best H_a", "best", "{}"), (f"drop at H_a={longest}", "drop", "{}")]
@@ -535,7 +572,7 @@ def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:
     table = []
     for method in dict.fromkeys(r["method"] for r in compute):
         cells = {r["horizon"]: r for r in compute if r["method"] == method}
-        table.append({"method": method, **{f"H{h}": cells.get(h, cells.get(None))["compute_s_per_episode"] for h in s.horizons}})
+        table.append({"method": method, **{f"H{h}": cell["compute_s_per_episode"] for h in s.horizons if (cell := cells.get(h, cells.get(None)))}})
     print(common.format_table(table, [("method", "method", "{}")] + [(f"H_a={h}", f"H{h}", "{:.3f}") for h in s.horizons]))
 
 
