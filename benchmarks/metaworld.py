@@ -133,7 +133,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "standard": dict(
         tasks=PAPER_TASKS, demos=50, episodes=50, copies=10, latent=256, latent_length=16, batch=32, dp_batch=256, mlp_batch=256,
         vae_lr=3e-4, diffusion_lr=3e-4, dp_lr=3e-4, mlp_lr=1e-3, sampler=("ddim", 10), lwd_sampler=("ddpm", 100),
-        lwd_widths=(128, 256, 512), hypernet="xs", lwd_unet="m", vae_windows="plan_starts", vae_steps=2000, diffusion_steps=6000,
+        lwd_widths=(128, 256, 512), lwd_auto_condition_widths=(256,), hypernet="xs", lwd_unet="m", vae_windows="plan_starts", vae_steps=2000, diffusion_steps=6000,
         dp_sizes=DP_SIZES, dp_horizons=(32, 128), dp_eval=tuple((s, h) for s in ("xs", "s") for h in (32, 128)), dp_steps=30_000,
         mlp_widths=(128, 256, 512, 1024), mlp_steps=5000, eval_every=2000, eval_episodes_per_task=2,
         ablation_width=256, ablation_hypernets=HYPERNET_SIZES, ablation_snippets=(500, 50), checkpoint_every=1000,
@@ -192,9 +192,10 @@ class Spec:
 
 
 # ---------------------------------------------------------------------------- configurations
-def lwd_spec(cfg: dict[str, Any], width: int, hypernet: str, snippet: int, label: str) -> Spec:
+def lwd_spec(cfg: dict[str, Any], width: int, hypernet: str, snippet: int, label: str, condition: str | None = None) -> Spec:
     # One policy per episode needs only the task; a policy re-sampled mid-episode needs the state too.
-    condition = "task" if snippet >= 500 else "obs+task"
+    # `condition` overrides that choice ("auto": the agent's own default, "obs+task" for a list of tasks).
+    condition = condition or ("task" if snippet >= 500 else "obs+task")
     # LWD samples once per plan (here once per episode), so a profile may give it a finer sampler than DP's.
     scheduler, steps = cfg.get("lwd_sampler", cfg["sampler"])
     params = dict(
@@ -212,6 +213,9 @@ def compute_specs(cfg: dict[str, Any]) -> list[tuple[Spec, bool]]:
     """Every Fig 6 configuration with whether it is rolled out (else: FLOPs only)."""
     scheduler, steps = cfg["sampler"]
     specs = [(lwd_spec(cfg, w, cfg["hypernet"], 500, f"LWD-{w}"), True) for w in cfg["lwd_widths"]]
+    # The same LWD with the agent's default conditioning ("auto": obs+task for a list of task
+    # datasets), which issue #22's Metaworld target names, beside the task-only rows above.
+    specs += [(lwd_spec(cfg, w, cfg["hypernet"], 500, f"LWD-{w} auto-cond", condition="auto"), True) for w in cfg.get("lwd_auto_condition_widths", ())]
     for size in cfg["dp_sizes"]:
         for horizon in cfg["dp_horizons"]:
             params = dict(

@@ -63,3 +63,15 @@ def test_metaworld_only_runs_the_named_part_of_the_sweep() -> None:
     part = metaworld.selected(specs, ["DP-xs", "MLP"], lambda s: s[0].label)
     assert {s.label for s, _ in part} == {"DP-xs H32", "DP-xs H128", "MLP-128", "MLP-256", "MLP-512", "MLP-1024"}
     assert metaworld.selected(specs, None, lambda s: s[0].label) == specs
+
+
+def test_metaworld_standard_has_lwd_with_its_default_conditioning() -> None:
+    """Issue #22's Metaworld target names LWD's default conditioning for a list of task datasets:
+    the standard compute sweep runs LWD-256 with ``condition_on="auto"`` (obs+task) beside the
+    task-only row, keyed apart, the rest of the recipe the same."""
+    specs = {spec.label: spec for spec, rollout in metaworld.compute_specs(metaworld.PROFILES["standard"]) if rollout}
+    task, auto = specs["LWD-256"], specs["LWD-256 auto-cond"]
+    assert task.params["condition_on"] == "task" and auto.params["condition_on"] == "auto"
+    assert {k: v for k, v in auto.params.items() if k != "condition_on"} == {k: v for k, v in task.params.items() if k != "condition_on"}
+    assert auto.train == task.train and auto.key(["d"]) != task.key(["d"])
+    assert metaworld.lwd_spec(metaworld.PROFILES["standard"], 256, "xs", 500, "x").params["condition_on"] == "task"
