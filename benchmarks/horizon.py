@@ -375,12 +375,13 @@ def evaluate_cell(agent: BaseAgent | None, env: str, s: Setting, magnitude: floa
 
 
 def drops(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, float], dict[str, Any]]:
-    """Per (method, magnitude): the best horizon, its value and the drop from it at every horizon."""
+    """Per (method, magnitude) evaluated at two horizons or more: the best horizon, its value and
+    the drop from it at every horizon."""
     out: dict[tuple[str, float], dict[str, Any]] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         for magnitude in dict.fromkeys(r["magnitude"] for r in rows):
             cells = [r for r in rows if r["method"] == method and r["magnitude"] == magnitude and r["horizon"] is not None]
-            if not cells:
+            if len(cells) < 2:  # one horizon: no drop to speak of
                 continue
             best = max(cells, key=lambda r: r[metric])
             out[(method, magnitude)] = {

@@ -120,6 +120,10 @@ def test_horizon(tmp_path, monkeypatch):
     assert part["partial"] and (tmp_path / "horizon-pusht-partial.json").exists()
     assert {(r["method"], r["horizon"]) for r in part["rows"]} == {(r["method"], r["horizon"]) for r in results["rows"] if r["method"] != "DP"}
     assert [r for r in part["rows"] if r["method"] != "DP"] == [r for r in results["rows"] if r["method"] != "DP"]
+    from benchmarks.horizon import drops
+
+    one = [r for r in results["rows"] if r["method"] == "LWD" and r["horizon"] == 8]  # one horizon: no drop
+    assert one and drops(one, "success_rate") == {} and len(drops(results["rows"], "success_rate")) == 4 * len(saved["magnitudes"])
     with pytest.raises(SystemExit):
         _run("horizon", tmp_path, "--horizons", "5")
 
