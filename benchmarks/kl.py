@@ -30,17 +30,20 @@ Reported per beta_KL (means over training seeds):
 Writes ``kl.json`` (every run's numbers, the aggregated rows, the plotted 2-D PCA coordinates)
 and ``kl.png`` (top: PCA of the training-seed-0 agent's latents of non-overlapping snippets, one
 panel per beta_KL, coloured by the snippet's first step within its episode; bottom: the
-metrics vs beta_KL).  Trained agents and evaluated cells are cached under
-``--out/cache/kl-pusht-PROFILE/`` (training resumable, git-ignored) and each evaluated cell is a
-small JSON under ``--out/cells/kl-pusht-PROFILE/`` (committed), so a rerun resumes where it
-stopped; ``--kl-coefs`` runs a part of the sweep.  The standard profile writes ``kl-standard.json``
-(``-partial`` with ``--kl-coefs``).
+metrics vs beta_KL).  Trained agents are cached under ``--out/cache/kl-pusht-PROFILE/`` (training
+resumable, git-ignored); each agent's evaluated cell and its measured metrics (with the plot's
+points) are small JSONs under ``--out/cells/kl-pusht-PROFILE/`` (committed), so a rerun resumes
+where it stopped and a fresh checkout assembles the results without agents or demonstrations.
+``--kl-coefs`` runs a part of the sweep; its results also hold every other beta_KL whose cells are
+committed, so parts add up.  The standard profile writes ``kl-standard.json`` (``-partial`` while
+some beta_KL of the profile has no cells).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,25 +176,45 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     common.setup(args)
     cfg = PROFILES[args.profile]
-    kl_coefs = tuple(dict.fromkeys(args.kl_coefs or cfg.kl_coefs))  # a repeated value would be one row
-    partial = set(kl_coefs) != set(cfg.kl_coefs)
+    asked = tuple(dict.fromkeys(args.kl_coefs or cfg.kl_coefs))  # a repeated value would be one row
     run = f"kl-pusht-{args.profile}"
     cache = Path(args.out) / "cache" / run  # trained agents and resumable training state (git-ignored)
-    cells_dir = Path(args.out) / "cells" / run  # evaluated cells (committed)
+    cells_dir = Path(args.out) / "cells" / run  # evaluated cells and measured metrics (committed)
     start = time.perf_counter()
-    dataset = common.demonstrations("pusht", cfg.num_demos, seed=0, progress=args.profile != "tiny")
-    train, held = split(dataset, cfg.held_out)
-    data_seconds = time.perf_counter() - start
-    runs, cells, embeddings = [], [], {}
+    data: list[tuple[Any, Any]] = []  # (training, held-out) demonstrations, loaded once an agent is needed
+    data_seconds = 0.0
+
+    def demos() -> tuple[Any, Any]:
+        nonlocal data_seconds
+        if not data:
+            begin = time.perf_counter()
+            data.append(split(common.demonstrations("pusht", cfg.num_demos, seed=0, progress=args.profile != "tiny"), cfg.held_out))
+            data_seconds = time.perf_counter() - begin
+        return data[0]
+
+    # A part (--kl-coefs) also shows every other beta_KL of the profile whose cells are committed,
+    # so parts run one after another add up; -partial while some beta_KL has none yet.
+    def done(kl_coef: float) -> bool:
+        s = kl_setting(args.profile, cfg, kl_coef)
+        return all(path.exists() for seed in s.train_seeds for path in cell_paths(cells_dir, s, seed))
+
+    kl_coefs = tuple(k for k in dict.fromkeys((*cfg.kl_coefs, *asked)) if k in asked or done(k))
+    partial = not all(done(k) or k in asked for k in cfg.kl_coefs)
+    runs, cells, plotted = [], [], {}
     for kl_coef in kl_coefs:
         s = kl_setting(args.profile, cfg, kl_coef)
         logs = Path(args.out) / "logs" / run if s.eval_every else None  # learning curves (committed)
         for seed in s.train_seeds:
-            agent, seconds = horizon.trained_agent(METHOD, cfg.horizon, s, seed, train, cache, args.device, logs=logs)
-            cell = horizon.evaluate_cell(agent, "pusht", s, 0.0, horizon.cell_path(cells_dir, METHOD, cfg.horizon, seed, s, 0.0))
-            metrics, latents = run_metrics(agent, train, held)
+            eval_path, metrics_path = cell_paths(cells_dir, s, seed)
+            if eval_path.exists() and metrics_path.exists():  # measured before (e.g. in another checkout): no agent needed
+                agent, seconds = None, horizon.recorded_train_seconds(METHOD, cfg.horizon, seed, s, cache, logs)
+            else:
+                agent, seconds = horizon.trained_agent(METHOD, cfg.horizon, s, seed, demos()[0], cache, args.device, logs=logs)
+            cell = horizon.evaluate_cell(agent, "pusht", s, 0.0, eval_path)
+            measured = metrics_cell(agent, demos, cfg.horizon, metrics_path)
+            metrics = measured["metrics"]
             if seed == s.train_seeds[0]:
-                embeddings[kl_coef] = latents
+                plotted[kl_coef] = measured["plotted"]
             label = f"{kl_coef:g}"
             cells.append({"method": label, "horizon": cfg.horizon, "magnitude": 0.0, "seed": seed, **cell})
             runs.append({"kl_coef": kl_coef, "seed": seed, "train_seconds": seconds, **metrics,
@@ -199,7 +222,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"beta_KL={label:>6} seed {seed}: held-out BC {metrics['heldout_bc_sample']:.4f}, KL {metrics['heldout_kl']:.1f}, "
                   f"sigma {metrics['posterior_std']:.3g}, PCA-90 {metrics['pca_dims_90']}, coverage {cell['mean_max_reward']:.3f}", flush=True)  # fmt: skip
     rows = aggregate(runs, horizon.aggregate(cells), kl_coefs)
-    plotted = plot_points(embeddings, cfg.horizon)
     base = dict(horizon.setting("pusht", args.profile).agent_kwargs[METHOD])
     base.pop("kl_coef")
     results = {
@@ -215,6 +237,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print_table(rows, results)
     print(f"\n{results['seconds']:.0f} s (demonstrations {data_seconds:.0f} s); wrote {json_path}, {png_path}")
     return results
+
+
+def cell_paths(cells_dir: Path, s: horizon.Setting, seed: int) -> tuple[Path, Path]:
+    """The committed files of one (beta_KL, training seed): its evaluated cell and its measured
+    metrics (with the plot's points), both named by the agent's key."""
+    metrics = cells_dir / f"{horizon.agent_key(METHOD, s.horizons[0], seed, s)}-metrics-seed{METRIC_SEED}.json"
+    return horizon.cell_path(cells_dir, METHOD, s.horizons[0], seed, s, 0.0), metrics
+
+
+def metrics_cell(agent: LWDAgent | None, demos: Callable[[], tuple[Any, Any]], snippet_length: int, path: Path) -> dict[str, Any]:
+    """:func:`run_metrics` of ``agent`` on the (training, held-out) ``demos()``, with the 2-D PCA
+    points the plot shows, cached at ``path`` (small JSON, committed), so a later checkout
+    assembles the table and the plot without the agent; ``agent`` may be None only where it exists."""
+    if path.exists():
+        return json.loads(path.read_text())
+    if agent is None:
+        raise ValueError(f"no agent to measure and no metrics at {path}")
+    metrics, latents = run_metrics(agent, *demos())
+    cell = {"metrics": metrics, "plotted": plot_points({0.0: latents}, snippet_length)[0.0]}
+    common.write_json(path.parent, path.stem, cell)
+    return json.loads(path.read_text())  # as a later run reads it (JSON numbers), so both give the same rows
 
 
 def aggregate(runs: list[dict[str, Any]], evaluated: list[dict[str, Any]], kl_coefs: Sequence[float]) -> list[dict[str, Any]]:

@@ -56,13 +56,31 @@ def test_kl(tmp_path, monkeypatch):
     monkeypatch.setattr("benchmarks.horizon.evaluate", must_not_run)
     again = kl.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1"])
     assert again["rows"] == saved["rows"]
-    # A part of the sweep (--kl-coefs) reuses the same agents and cells and is written apart.
-    part = kl.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1", "--kl-coefs", "0"])
-    assert part["partial"] and not saved["partial"] and [r["kl_coef"] for r in part["rows"]] == [0.0]
-    assert part["rows"][0] == saved["rows"][-1] and (tmp_path / "kl-partial.json").exists()
-    # Learning curves are kept per agent; evaluated cells outside the git-ignored cache.
+    # Learning curves are kept per agent; evaluated cells and measured metrics outside the git-ignored cache.
     assert len(list((tmp_path / "logs" / "kl-pusht-tiny").glob("*/vae.csv"))) == len(cfg.kl_coefs)
-    assert len(list((tmp_path / "cells" / "kl-pusht-tiny").glob("*.json"))) == len(cfg.kl_coefs)
+    cells = tmp_path / "cells" / "kl-pusht-tiny"
+    assert len(list(cells.glob("*-metrics-*.json"))) == len(cfg.kl_coefs) and len(list(cells.glob("*.json"))) == 2 * len(cfg.kl_coefs)
+    # A fresh checkout (committed cells and curves, no cache) assembles the same rows and plot
+    # without demonstrations or agents.
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    monkeypatch.setattr("benchmarks.common.demonstrations", must_not_run)
+    fresh = kl.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1"])
+    assert fresh["rows"] == saved["rows"] and fresh["embeddings"] == saved["embeddings"] and not fresh["partial"]
+    # A part of the sweep (--kl-coefs) adds up with the committed cells of the others: without
+    # the last beta_KL's cells it shows the rest and says "partial".
+    for path in cells.glob(f"{horizon_key(kl, cfg.kl_coefs[0])}*"):
+        path.unlink()
+    part = kl.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1", "--kl-coefs", f"{cfg.kl_coefs[-1]}"])
+    assert part["partial"] and [r["kl_coef"] for r in part["rows"]] == list(cfg.kl_coefs[1:])
+    assert part["rows"] == saved["rows"][1:] and (tmp_path / "kl-partial.json").exists()
+
+
+def horizon_key(kl, kl_coef):
+    """The cache key (and cell-file prefix) of the tiny profile's training-seed-0 agent for ``kl_coef``."""
+    cfg = kl.PROFILES["tiny"]
+    return kl.horizon.agent_key(kl.METHOD, cfg.horizon, 0, kl.kl_setting("tiny", cfg, kl_coef))
 
 
 def test_kl_standard_profile_trains_the_vae_its_own_budget():
