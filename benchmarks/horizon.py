@@ -41,6 +41,11 @@ within a session: its resumable state lives in the git-ignored cache.  Writes
 ``horizon-ENV-standard.json`` (``-partial`` while some agent of the sweep has no cell yet; a part
 run with ``--methods`` / ``--horizons`` writes every cell of its recipe evaluated so far, its own
 and earlier parts', so parts add up).
+Every generated-policy agent (LWD, LWD+WM) also gets the paper's "VAE-decoded" bar (Figs 17b / 19): the
+policies decoded from the first 50 demonstrations' posterior means (2 tiny, 20 quick), each rolled out
+unperturbed from its own demonstration's reset seed, with no diffusion (``lwd_gym.reconstruction_rollout``;
+a committed ``...-decodedN.json`` cell, made where the agent is at hand: trained now or in the cache).
+Beside the sampled agent's cell it tells a weak VAE from a weak latent diffusion.
 Recipe probes train one stage for N gradient steps instead of the profile's, keyed apart (own
 cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-vaeN``),
 ``--dp-steps N`` DP (``-dpN``); ``--keep-best-vae`` ends the latent methods' VAE with its
@@ -72,11 +77,12 @@ import gymnasium as gym
 import numpy as np
 
 from benchmarks import common
-from lwd_gym import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent, StageLog, evaluate
+from lwd_gym import BaseAgent, DPAgent, LDPAgent, LWDAgent, MLPAgent, RandomAgent, StageLog, evaluate, reconstruction_rollout
 from lwd_gym.evaluation import wilson_interval
 
 #: Methods whose agent depends on the action horizon; the others are trained once.
 HORIZON_METHODS = ("LWD", "LWD+WM", "DP", "LDP")
+DECODED_METHODS = ("LWD", "LWD+WM")  # methods that act with generated policies: their VAE alone can be rolled out
 #: PushT's observation per ``--env``: the demo source and gym-pusht's ``obs_type``.  ``pusht`` is
 #: the 5-d state (agent xy, block xy, angle); ``pusht-keypoints`` the agent xy and the T's 8
 #: corners (18-d, Diffusion Policy's low-dimensional PushT observation), which tells whether the
@@ -107,6 +113,9 @@ class Setting:
     keep_best_vae: bool = False  # the latent methods' VAE ends with its lowest-validation weights (learn's keep_best_validation)
     train_eval: bool = True  # with eval_every: evaluate in training and keep the best-by-success weights (needs the simulator)
     eval_episodes: int = 10
+    #: the paper's "VAE-decoded" bars (Fig 17b / 19): how many demonstrations' posterior-mean
+    #: policies each generated-policy agent replays from their own reset seeds (0: none)
+    decoded_demos: int = 0
 
 
 def _latent(size: str, *, latent_dim: int, batch: int, vae_lr: float, diffusion_lr: float, epochs: int, steps: int, sampler: str) -> dict[str, Any]:
@@ -203,6 +212,7 @@ def setting(env: str, profile: str) -> Setting:
         n_envs=2 if tiny else 10,
         eval_every=2 if tiny else 2000 if standard else None,
         eval_episodes=2 if tiny else 10,
+        decoded_demos=2 if tiny else 50 if standard or paper else 20,
     )
     if env in PUSHT_OBS:
         return Setting(
@@ -483,6 +493,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         f"{method:7s} H_a={horizon or '-':>4} {magnitude:>5g} {s.unit}: success {cell['success_rate']:.0%}, "
                         f"max reward {cell['mean_max_reward']:.3f}", flush=True,
                     )  # fmt: skip
+                path = decoded_path(cells_dir, method, horizon, seed, s)
+                if method in DECODED_METHODS and s.decoded_demos and not path.exists():
+                    # Where the agent is at hand (trained now, or in the cache): agents evaluated in an
+                    # earlier session whose cache is gone keep no decoded cell, and are not retrained for one.
+                    if agent is None:
+                        agent = cached_agent(method, horizon, s, seed, cache, args.device)
+                    if agent is not None:
+                        cell = decoded_cell(agent, dataset(), args.env, s, path)
+                        print(f"{method:7s} H_a={horizon:>4} decoded from {s.decoded_demos} demonstrations: success {cell['success_rate']:.0%}, "
+                              f"max reward {cell['mean_max_reward']:.3f}", flush=True)  # fmt: skip
     if args.train_only:
         return {"training": training}
     # A part's results hold every cell of its recipe evaluated so far (this part's and earlier
@@ -491,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     earlier, training_earlier, partial = assembled_cells(sweep, cells_dir, cache, logs, skip=part)
     cells, training = sort_cells(cells + earlier, sweep), training + training_earlier
     rows = aggregate(cells)
+    decoded = decoded_rows(sweep, cells_dir)
     shown = tuple(h for h in sweep.horizons if any(r["horizon"] == h for r in rows)) or s.horizons
     s = dataclasses.replace(s, horizons=shown)
     methods = tuple(dict.fromkeys(r["method"] for r in rows))
@@ -502,14 +523,73 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "agent_kwargs": s.agent_kwargs, "rows": rows,
         "drops": {metric: [{"method": m, "magnitude": mag, **d} for (m, mag), d in drops(rows, metric).items()]
                   for metric in ("success_rate", "mean_max_reward")},
-        "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
+        "decoded": decoded, "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
     name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval))
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)
+    print_decoded(decoded, rows, s)
     print(f"\n{results['seconds']:.0f} s (demonstrations {data_seconds:.0f} s); wrote {json_path}, {', '.join(map(str, png_paths))}")
     return results
+
+
+def cached_agent(method: str, horizon: int | None, s: Setting, seed: int, cache: Path, device: str) -> BaseAgent | None:
+    """The trained agent from ``cache``, or None where it is not there (nothing is trained)."""
+    path = cache / f"{agent_key(method, horizon, seed, s)}.ckpt"
+    return BaseAgent.load(path, device=device) if path.exists() else None
+
+
+def decoded_path(cells: Path, method: str, horizon: int | None, seed: int, s: Setting) -> Path:
+    """File of an agent's decoded-policy cell (committed, beside its evaluated cells)."""
+    return cells / f"{agent_key(method, horizon, seed, s)}-decoded{s.decoded_demos}.json"
+
+
+def decoded_cell(agent: BaseAgent, dataset: Any, env: str, s: Setting, path: Path) -> dict[str, Any]:
+    """The paper's "VAE-decoded" bar (Fig 17b / 19), cached at ``path``: the policies decoded from
+    the posterior means of the first ``s.decoded_demos`` demonstrations, each rolled out without
+    perturbation from its demonstration's own reset seed (:func:`lwd_gym.reconstruction_rollout`;
+    re-decoded every ``H_a`` steps from that demonstration's snippets).  No diffusion is involved,
+    so beside the sampled agent's cell it tells a weak VAE from a weak latent diffusion."""
+    if path.exists():
+        return json.loads(path.read_text())
+    n = min(s.decoded_demos, dataset.total_episodes)
+    result = reconstruction_rollout(agent, dataset, env_factory(env, s, 0.0), episodes=range(n), other_seeds=False)
+    rewards = [e["max_reward"] for e in result.episodes]
+    cell = {
+        "success_rate": result.own_success, "success_ci95": list(result.own_ci95), "mean_max_reward": float(np.mean(rewards)),
+        "max_reward_sem": float(np.std(rewards, ddof=1) / math.sqrt(n)) if n > 1 else 0.0, "demonstrations": n, "episodes": result.episodes,
+    }  # fmt: skip
+    common.write_json(path.parent, path.stem, cell)
+    return cell
+
+
+def decoded_rows(sweep: Setting, cells_dir: Path) -> list[dict[str, Any]]:
+    """Every committed decoded-policy cell of the sweep's agents, without the per-episode records."""
+    rows = []
+    for seed in sweep.train_seeds:
+        for method in (m for m in sweep.methods if m in DECODED_METHODS):
+            for horizon in sweep.horizons:
+                path = decoded_path(cells_dir, method, horizon, seed, sweep)
+                if path.exists():
+                    cell = json.loads(path.read_text())
+                    rows.append({"method": method, "horizon": horizon, "seed": seed, **{k: v for k, v in cell.items() if k != "episodes"}})
+    return rows
+
+
+def print_decoded(decoded: list[dict[str, Any]], rows: list[dict[str, Any]], s: Setting) -> None:
+    """Decoded (VAE only) against sampled (the agent as users run it), unperturbed."""
+    if not decoded:
+        return
+    sampled = {(r["method"], r["horizon"]): r for r in rows if r["magnitude"] == s.magnitudes[0]}
+    table = [{**d, "sampled_success": sampled.get((d["method"], d["horizon"]), {}).get("success_rate"),
+              "sampled_reward": sampled.get((d["method"], d["horizon"]), {}).get("mean_max_reward")} for d in decoded]  # fmt: skip
+    print(f"\nVAE-decoded policies from the demonstrations' own seeds vs the sampled agent ({s.env_id}, no perturbation)\n")
+    print(common.format_table(table, [
+        ("method", "method", "{}"), ("H_a", "horizon", "{}"), ("demonstrations", "demonstrations", "{}"),
+        ("decoded success", "success_rate", "{:.0%}"), ("decoded max reward", "mean_max_reward", "{:.3f}"),
+        ("sampled success", "sampled_success", "{:.0%}"), ("sampled max reward", "sampled_reward", "{:.3f}"),
+    ]))  # fmt: skip
 
 
 def assembled_cells(sweep: Setting, cells_dir: Path, cache: Path, logs: Path | None, skip: set[tuple]) -> tuple[list, list, bool]:

@@ -42,6 +42,8 @@ class ReconstructionResult:
     own_ci95: tuple[float, float]
     other_success: float | None
     other_ci95: tuple[float, float] | None
+    #: one record per rollout: episode, task, seed, kind ("own" / "other"), is_success, return,
+    #: max_reward (the best single-step reward, e.g. PushT's coverage) and length
     episodes: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,19 +136,19 @@ def _rollout(
         latents = _latents(agent, demos, episode, -(-limit // agent.action_horizon))
         weights = agent.vae.decoder(latents)
         obs, info = e.reset(seed=seed)
-        success, total, steps = bool(info.get("is_success", False) or info.get("success", False)), 0.0, 0
+        success, total, steps, best = bool(info.get("is_success", False) or info.get("success", False)), 0.0, 0, -np.inf
         for t in range(limit):
             state = torch.as_tensor(agent.obs_normalizer.normalize(np.asarray(obs, np.float32)[:state_dim]), device=agent.device)
             plan = t // agent.action_horizon
             action = agent.vae.policy(weights[plan : plan + 1], state[None]).cpu().numpy()[0]
             action = np.clip(agent.action_normalizer.unnormalize(action), low, high).astype(agent.action_space.dtype)
             obs, reward, terminated, truncated, info = e.step(action)
-            total, steps = total + float(reward), t + 1
+            total, steps, best = total + float(reward), t + 1, max(best, float(reward))
             success = success or bool(info.get("is_success", False) or info.get("success", False))
             if terminated or truncated or (success and stop_on_success):
                 break
         e.close()
-        record = {"episode": episode, "task": task, "seed": seed, "kind": kind, "is_success": success, "return": total, "length": steps}
+        record = {"episode": episode, "task": task, "seed": seed, "kind": kind, "is_success": success, "return": total, "max_reward": best, "length": steps}
         for key in info_keys:
             if key in info:
                 value = np.asarray(info[key])

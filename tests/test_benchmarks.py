@@ -80,6 +80,19 @@ def test_horizon(tmp_path, monkeypatch):
         assert r["compute_s_per_episode"] >= 0
     for d in saved["drops"]["mean_max_reward"]:
         assert d["best_horizon"] in saved["horizons"] and min(d["drop"].values()) == 0 and all(v >= 0 for v in d["drop"].values())
+    # The VAE-decoded bars: every generated-policy agent's posterior-mean policies, replayed from
+    # the demonstrations' own seeds (no diffusion), committed beside the cells.
+    from benchmarks import common
+    from benchmarks.horizon import DECODED_METHODS, decoded_path, setting
+    from lwd_gym.data import load_demonstrations
+
+    s = setting("pusht", "tiny")
+    assert {(d["method"], d["horizon"]) for d in saved["decoded"]} == {(m, h) for m in DECODED_METHODS for h in saved["horizons"]}
+    demo_seeds = [int(x) for x in load_demonstrations(common.demonstrations(s.source, s.num_demos, seed=0, progress=False)).seeds]
+    for d in saved["decoded"]:
+        assert d["demonstrations"] == s.decoded_demos and 0 <= d["success_rate"] <= 1 and 0 <= d["mean_max_reward"] <= 1
+        cell = json.loads(decoded_path(tmp_path / "cells" / "horizon-pusht-tiny", d["method"], d["horizon"], 0, s).read_text())
+        assert [e["seed"] for e in cell["episodes"]] == demo_seeds[: s.decoded_demos] and {e["kind"] for e in cell["episodes"]} == {"own"}
     # A rerun loads every trained agent and evaluated cell from the cache instead of redoing them.
     from lwd_gym import BaseAgent
 
@@ -93,7 +106,7 @@ def test_horizon(tmp_path, monkeypatch):
     # Cells are kept outside the (git-ignored) cache, with every trained agent's learning curves
     # (in-training success at every eval_every), so a sweep resumes in a fresh checkout.
     cells = list((tmp_path / "cells" / "horizon-pusht-tiny").glob("*.json"))
-    assert len(cells) == len(saved["cells"])
+    assert len(cells) == len(saved["cells"]) + len(saved["decoded"])
     curves = sorted((tmp_path / "logs" / "horizon-pusht-tiny").iterdir())
     assert len(curves) == len([t for t in saved["training"] if t["method"] != "Random"])
     for d in curves:  # the acting stage (the last one) is evaluated while it trains
@@ -107,6 +120,7 @@ def test_horizon(tmp_path, monkeypatch):
     monkeypatch.setattr("benchmarks.horizon.demonstrations", must_not_run)
     fresh = _run("horizon", tmp_path)
     assert fresh["rows"] == results["rows"] and not (tmp_path / "cache" / "horizon-pusht-tiny").exists()
+    assert fresh["decoded"] == results["decoded"]
     for before, after in zip(results["training"], fresh["training"]):
         assert (before["method"], before["horizon"]) == (after["method"], after["horizon"])
         if before["method"] != "Random":  # Random trains nothing and keeps no curve

@@ -204,13 +204,19 @@ class RecordSeeds(gym.Wrapper):
         RecordSeeds.seeds.append(seed)
         obs, info = self.env.reset(seed=seed, options=options)
         RecordSeeds.first_obs.append(obs)
+        RecordSeeds.rewards.append([])
         return obs, info
+
+    def step(self, action):
+        out = self.env.step(action)
+        RecordSeeds.rewards[-1].append(float(out[1]))
+        return out
 
 
 def test_reconstruction_rollout_replays_each_demonstrations_seed(twenty):
     agent = LWDAgent(**TINY_LWD).learn(twenty, vae_steps=3, diffusion_steps=1, progress_bar=False)
     demos = load_demonstrations(twenty)
-    RecordSeeds.seeds, RecordSeeds.first_obs = [], []
+    RecordSeeds.seeds, RecordSeeds.first_obs, RecordSeeds.rewards = [], [], []
     result = reconstruction_rollout(agent, twenty, lambda: RecordSeeds(gym.make(ENV_ID)), episodes=[0, 3, 7])
     own = [r for r in result.episodes if r["kind"] == "own"]
     other = [r for r in result.episodes if r["kind"] == "other"]
@@ -219,6 +225,9 @@ def test_reconstruction_rollout_replays_each_demonstrations_seed(twenty):
         np.testing.assert_allclose(obs, demos.observations[i][0])  # the demonstration's own start
     assert [r["seed"] for r in other] == [int(demos.seeds[i]) for i in (1, 4, 8)]  # the next demonstration's
     assert result.n_episodes == 3 and 0 <= result.own_success <= 1 and result.other_success is not None
+    # each record's return, length and max reward are its episode's (PushT's coverage is a max reward)
+    for record, rewards in zip(result.episodes, RecordSeeds.rewards):
+        assert record["length"] == len(rewards) and record["max_reward"] == max(rewards) and record["return"] == pytest.approx(sum(rewards))
     with pytest.raises(TypeError, match="generated policies"):
         reconstruction_rollout(MLPAgent(hidden=(8,), device="cpu").learn(twenty, steps=1, progress_bar=False), twenty, ENV_ID)
 
