@@ -54,8 +54,11 @@ Profiles:
   whole episodes, batch 32, 2,000 steps) with the denoiser its diffusion probe found (UNet m,
   6,000 steps, sampled with DDPM-100: once per episode, so ~0.01 GFLOP per step amortised); DP:
   batch 256, lr 3e-4, 30,000 steps (10,000 left DP-xs H32 at 61 %, its curve still rising), DDIM-10; MLP: batch 256, lr 1e-3, 5,000 steps.  Hours on this machine: run it in parts with ``--only`` (e.g.
-  ``--only DP-xs,MLP --experiment compute``); every finished agent and cell is cached, and the run
-  without ``--only`` assembles ``metaworld-compute-standard.json``.
+  ``--only DP-xs,MLP --experiment compute``); every finished agent and cell is cached.  A part
+  trains only the agents it names and writes the experiment's result file with every row whose
+  cells are committed (the other parts', from this session or earlier ones):
+  ``metaworld-compute-standard-partial.json`` while some agent has no row, then
+  ``metaworld-compute-standard.json`` (the same for ``hypernet``).
 * ``paper``: the paper's settings for a GPU: latent 256, batch 32, lr 3e-4 (VAE) / 1e-4 (diffusion,
   DP), DDPM-100 for LWD and DP, all ten tasks, all sizes, ablation with 256x256 policies; our
   choices where the issue gives none: 100 demonstrations and 50 evaluation episodes per task,
@@ -393,9 +396,10 @@ class Runner:
         self.data_ids = [d.spec.dataset_id for d in self.datasets]
         self.envs = EvalEnvs(self.cfg["tasks"], self.cfg["copies"])
 
-    def result_name(self, experiment: str) -> str:
-        """File name (no suffix) of an experiment's results: the quick profile's keep their historic names."""
-        return experiment if self.profile in ("quick", "tiny") else f"{experiment}-{self.profile}"
+    def result_name(self, experiment: str, partial: bool = False) -> str:
+        """File name (no suffix) of an experiment's results (:func:`common.result_name`: the quick
+        profile's keep their historic names; ``-partial`` while some agent of the sweep has no row)."""
+        return common.result_name(experiment, self.profile, partial)
 
     def agent(self, spec: Spec) -> BaseAgent:
         start = time.perf_counter()
@@ -403,8 +407,10 @@ class Runner:
         self.timings.append({"what": f"train/load {spec.label}", "seconds": time.perf_counter() - start})
         return agent
 
-    def cell(self, spec: Spec, rollout: bool) -> dict[str, Any]:
-        """The row of ``spec``: FLOPs (+ rollouts when ``rollout``), cached per cell."""
+    def cell(self, spec: Spec, rollout: bool, committed_only: bool = False) -> dict[str, Any] | None:
+        """The row of ``spec``: FLOPs (+ rollouts when ``rollout``), cached per cell.  With
+        ``committed_only``: the row only where its cell is already written (None otherwise), with
+        nothing trained, loaded or rolled out: how a part of the sweep assembles the other parts."""
         key = spec.key(self.data_ids)
         episodes = self.cfg["episodes"]
         scheduler, steps = spec.params.get("scheduler"), spec.params.get("num_inference_steps")
@@ -429,21 +435,27 @@ class Runner:
                 self.timings.append({"what": f"evaluate {spec.label}", "seconds": time.perf_counter() - start})
             return row
 
+        path = self.cells / f"{name}.json"
+        if committed_only and not path.exists():
+            return None
         start = time.perf_counter()
-        row, was_cached = cached(self.cells / f"{name}.json", compute)
+        row, was_cached = cached(path, compute)
         self.timings.append({"what": f"cell {spec.label}", "seconds": time.perf_counter() - start, "cached": was_cached})
         base = {"label": spec.label, "agent": spec.family, **spec.info, "sampler": f"{scheduler}-{steps}" if scheduler else None, "key": key}
         return {**base, "success_rate": None, "success_ci95": None, **row}
 
-    def reconstruction(self, spec: Spec) -> dict[str, Any]:
+    def reconstruction(self, spec: Spec, committed_only: bool = False) -> dict[str, Any] | None:
         """VAE BC-MSE and hypernetwork size of a (trained) LWD spec, cached apart from its rollouts,
-        which the compute experiment may already have cached."""
+        which the compute experiment may already have cached (``committed_only``: as in :meth:`cell`)."""
 
         def compute() -> dict[str, Any]:
             agent = self.agent(spec)
             return {"vae_bc_mse": vae_bc_mse(agent, self.datasets), "hypernet_params": agent.vae.decoder.num_params}
 
-        return cached(self.cells / f"{spec.key(self.data_ids)}-vae.json", compute)[0]
+        path = self.cells / f"{spec.key(self.data_ids)}-vae.json"
+        if committed_only and not path.exists():
+            return None
+        return cached(path, compute)[0]
 
     def header(self, name: str) -> dict[str, Any]:
         cfg = self.cfg
@@ -487,21 +499,48 @@ def selected(specs: Sequence[Any], only: Sequence[str] | None, label: Callable[[
     return list(specs) if not only else [s for s in specs if any(label(s).startswith(o) for o in only)]
 
 
+def assemble(specs: Sequence[Any], only: Sequence[str] | None, label: Callable[[Any], str],
+             row: Callable[[Any, bool], dict[str, Any] | None]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """``(rows, part, partial)`` of an experiment run on ``only`` (every spec without it).
+
+    ``row(spec, committed_only)`` gives a spec's row; the specs ``only`` selects are computed
+    (trained, rolled out) as usual and are ``part``.  The others come in only where a previous part
+    committed their cells, so a sweep run in parts, across sessions, adds up to one result file
+    (``partial`` while some spec has no row yet) without training what this part did not name.
+    """
+    chosen = {id(s) for s in selected(specs, only, label)}
+    rows, part = [], []
+    for spec in specs:
+        r = row(spec, id(spec) not in chosen)
+        if r is not None:
+            rows.append(r)
+            if id(spec) in chosen:
+                part.append(r)
+    return rows, part, len(rows) < len(specs)
+
+
 def run_compute(runner: Runner, out: str, only: Sequence[str] | None = None) -> dict[str, Any]:
     runner.timings = runner.timings[:1]  # the demonstrations', then this experiment's
-    specs = selected(compute_specs(runner.cfg), only, lambda s: s[0].label)
-    rows = [runner.cell(spec, rollout) for spec, rollout in specs]
-    if only:  # a part of the sweep: its cells are cached; the full run assembles the results
-        print(common.format_table(rows, [("agent", "label", "{}"), ("sampler", "sampler", "{}"), ("success", "success_rate", "{:.1%}"),
-                                         ("95% CI", "success_ci95", "[{0[0]:.2f}, {0[1]:.2f}]"), ("GFLOPs/step", "gflops_per_step", "{:.4g}")]))  # fmt: skip
+    part_columns = [("agent", "label", "{}"), ("sampler", "sampler", "{}"), ("success", "success_rate", "{:.1%}"),
+                    ("95% CI", "success_ci95", "[{0[0]:.2f}, {0[1]:.2f}]"), ("GFLOPs/step", "gflops_per_step", "{:.4g}")]  # fmt: skip
+    if only and runner.sampler:  # a probe of some agents: its cells are kept apart from the profile's results
+        rows = [runner.cell(spec, rollout) for spec, rollout in selected(compute_specs(runner.cfg), only, lambda s: s[0].label)]
+        print(common.format_table(rows, part_columns))
         return {"rows": rows}
+    rows, part, partial = assemble(compute_specs(runner.cfg), only, lambda s: s[0].label, lambda s, committed: runner.cell(*s, committed_only=committed))
+    if only:
+        if not part:
+            print(f"no compute agent matches --only {','.join(only)}: nothing to run")
+            return {"rows": []}
+        print(common.format_table(part, part_columns))
     ratio = flops_ratio(rows)
     ref = next((r for r in rows if ratio and r["label"] == ratio["lwd"]), None)
     for r in rows:  # FLOPs relative to the LWD the ratio refers to
         r["x_lwd_flops"] = r["gflops_per_step"] / ref["gflops_per_step"] if ref else None
-    results = {**runner.header("metaworld-compute"), "tolerance": TOLERANCE, "rows": rows, "ratio": ratio, "timings": runner.timings}
-    json_path = common.write_json(out, runner.result_name("metaworld-compute"), results)
-    png_path = plot_compute(results, out, runner.result_name("metaworld-compute"))
+    results = {**runner.header("metaworld-compute"), "tolerance": TOLERANCE, "rows": rows, "ratio": ratio, "timings": runner.timings, "partial": partial}
+    name = runner.result_name("metaworld-compute", partial)
+    json_path = common.write_json(out, name, results)
+    png_path = plot_compute(results, out, name)
     print(f"\nMetaworld ({len(results['tasks'])} tasks, {results['eval']['episodes_per_task']} episode(s) per task): success vs GFLOPs/step ({runner.profile})\n")
     print(common.format_table(rows, [
         ("agent", "label", "{}"), ("H_a", "horizon", "{}"), ("re-plan every", "action_horizon", "{}"), ("sampler", "sampler", "{}"),
@@ -524,14 +563,28 @@ def run_compute(runner: Runner, out: str, only: Sequence[str] | None = None) -> 
 
 def run_hypernet(runner: Runner, out: str, only: Sequence[str] | None = None) -> dict[str, Any]:
     runner.timings = runner.timings[:1]
-    specs = selected(hypernet_specs(runner.cfg), only, lambda s: s.label)
-    rows = [{**runner.cell(spec, True), **runner.reconstruction(spec), "snippet_length": spec.params["snippet_length"]} for spec in specs]
+
+    def row(spec: Spec, committed_only: bool) -> dict[str, Any] | None:
+        # the reconstruction first: a committed rollout cell (compute's) with no VAE cell is not a row yet
+        vae = runner.reconstruction(spec, committed_only)
+        cell = None if vae is None else runner.cell(spec, True, committed_only)
+        return None if cell is None else {**cell, **vae, "snippet_length": spec.params["snippet_length"]}
+
+    part_columns = [("agent", "label", "{}"), ("success", "success_rate", "{:.1%}"), ("VAE BC-MSE", "vae_bc_mse", "{:.4f}")]
+    if only and runner.sampler:  # a probe of some agents: its cells are kept apart from the profile's results
+        part = [row(spec, False) for spec in selected(hypernet_specs(runner.cfg), only, lambda s: s.label)]
+        print(common.format_table(part, part_columns))
+        return {"rows": part}
+    rows, part, partial = assemble(hypernet_specs(runner.cfg), only, lambda s: s.label, row)
     if only:
-        print(common.format_table(rows, [("agent", "label", "{}"), ("success", "success_rate", "{:.1%}"), ("VAE BC-MSE", "vae_bc_mse", "{:.4f}")]))
-        return {"rows": rows}
-    results = {**runner.header("metaworld-hypernet"), "rows": rows, "timings": runner.timings}
-    json_path = common.write_json(out, runner.result_name("metaworld-hypernet"), results)
-    png_path = plot_hypernet(results, out, runner.result_name("metaworld-hypernet"))
+        if not part:
+            print(f"no hypernet agent matches --only {','.join(only)}: nothing to run")
+            return {"rows": []}
+        print(common.format_table(part, part_columns))
+    results = {**runner.header("metaworld-hypernet"), "rows": rows, "timings": runner.timings, "partial": partial}
+    name = runner.result_name("metaworld-hypernet", partial)
+    json_path = common.write_json(out, name, results)
+    png_path = plot_hypernet(results, out, name)
     print(f"\nMetaworld hypernetwork-size ablation ({runner.profile}): LWD with {rows[0]['size']} generated policies\n")
     print(common.format_table(rows, [
         ("hypernet", "hypernet", "{}"), ("params", "hypernet_params", "{:,}"), ("snippet = H_a", "snippet_length", "{}"),

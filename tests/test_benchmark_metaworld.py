@@ -139,3 +139,38 @@ def test_flops_extrapolation_matches_a_direct_count(tiny_run):
         predicted = flops_at(agent, [3])[0]
         agent.num_inference_steps = 3
         assert predicted == pytest.approx(agent.flops_per_step(), rel=1e-9)
+
+
+def test_parts_of_a_sweep_add_up_to_one_result(tiny_run, tmp_path, monkeypatch):
+    """A run with ``--only`` trains only the agents it names, and its result file holds every
+    committed row of the experiment: ``-partial`` until the last part, then the full name."""
+    from benchmarks.metaworld import main
+
+    minari_dir, _ = tiny_run
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_dir / "minari"))  # the demonstrations, not the agents
+    out = tmp_path / "parts"
+
+    def part(label):
+        results = main(["--profile", "tiny", "--out", str(out), "--experiment", "hypernet", "--only", label])["hypernet"]
+        trained = [t["what"] for t in results["timings"] if t["what"].startswith("train/load")]
+        return results, trained
+
+    first, trained = part("LWD-16 hnet-xs H500")
+    assert trained and all(w.endswith("LWD-16 hnet-xs H500") for w in trained)  # only the named agent
+    saved = json.loads((out / "metaworld-hypernet-partial.json").read_text())
+    assert saved["partial"] is True and [r["label"] for r in saved["rows"]] == ["LWD-16 hnet-xs H500"]
+    assert not (out / "metaworld-hypernet.json").exists()
+
+    second, trained = part("LWD-16 hnet-s H500")
+    assert trained and all(w.endswith("LWD-16 hnet-s H500") for w in trained)  # the first part's agent: not even loaded
+    saved = json.loads((out / "metaworld-hypernet-partial.json").read_text())
+    assert [r["label"] for r in saved["rows"]] == ["LWD-16 hnet-xs H500", "LWD-16 hnet-s H500"]
+    assert saved["rows"][0] == first["rows"][0]  # read back from its committed cells
+
+    last, _ = part("LWD-16 hnet-xs H50,LWD-16 hnet-s H50")
+    saved = json.loads((out / "metaworld-hypernet.json").read_text())
+    assert saved["partial"] is False and len(saved["rows"]) == 4 and saved["rows"] == last["rows"]
+    assert (out / "metaworld-hypernet.png").read_bytes()[:8] == PNG_MAGIC
+
+    nothing = main(["--profile", "tiny", "--out", str(out), "--experiment", "compute", "--only", "LWD-16 hnet"])["compute"]
+    assert nothing["rows"] == [] and not (out / "metaworld-compute-partial.json").exists()  # no compute agent has that label
