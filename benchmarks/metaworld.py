@@ -361,11 +361,15 @@ def rollouts(agent: BaseAgent, envs: EvalEnvs, episodes_per_task: int, progress:
 @torch.no_grad()
 def vae_bc_mse(agent: LWDAgent, datasets: list[Any], n: int = 256) -> float:
     """Normalised action MSE of the policy decoded from each snippet's posterior mean, on ``n`` fixed
-    training snippets (padding masked): how well the hypernetwork reconstructs behaviours."""
-    from lwd_gym.data import SnippetDataset, load_demonstrations
+    training snippets (padding masked): how well the hypernetwork reconstructs behaviours.
+
+    The snippets are the windows the agent's VAE trained on (its ``vae_windows``: whole episodes
+    from their first step for the standard profile's one policy per episode), so the number says
+    how well it fits what it learned, not how it extrapolates to windows starting mid-episode."""
+    from lwd_gym.data import load_demonstrations
     from lwd_gym.nn.vae import masked_mse
 
-    snippets = SnippetDataset(load_demonstrations(datasets), agent.snippet_length, agent.obs_normalizer, agent.action_normalizer)
+    snippets = agent._vae_snippets(load_demonstrations(datasets))  # the agent's own rule, not a copy of it
     index = torch.randperm(len(snippets), generator=torch.Generator().manual_seed(0))[:n]
     batch = {k: v.to(agent.device) for k, v in snippets.get_batch(index).items()}
     vae = agent.vae.eval()
