@@ -504,39 +504,41 @@ def selected(specs: Sequence[Any], only: Sequence[str] | None, label: Callable[[
 
 
 def assemble(specs: Sequence[Any], only: Sequence[str] | None, label: Callable[[Any], str],
-             row: Callable[[Any, bool], dict[str, Any] | None]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """``(rows, part, partial)`` of an experiment run on ``only`` (every spec without it).
+             row: Callable[[Any, bool], dict[str, Any] | None], part_columns: list[tuple[str, str, str]],
+             probe: bool = False) -> tuple[list[dict[str, Any]], bool | None]:
+    """``(rows, partial)`` of an experiment run on ``only`` (every spec without it).
 
     ``row(spec, committed_only)`` gives a spec's row; the specs ``only`` selects are computed
-    (trained, rolled out) as usual and are ``part``.  The others come in only where a previous part
-    committed their cells, so a sweep run in parts, across sessions, adds up to one result file
-    (``partial`` while some spec has no row yet) without training what this part did not name.
+    (trained, rolled out) as usual and printed with ``part_columns``.  The others come in only
+    where a previous part committed their cells, so a sweep run in parts, across sessions, adds up
+    to one result file (``partial`` while some spec has no row yet) without training what this
+    part did not name.  ``partial`` is None where no result file is due: a ``probe`` (another
+    sampler: only the chosen rows, kept apart from the profile's results) or no spec selected.
     """
-    chosen = {id(s) for s in selected(specs, only, label)}
-    rows, part = [], []
-    for spec in specs:
-        r = row(spec, id(spec) not in chosen)
-        if r is not None:
-            rows.append(r)
-            if id(spec) in chosen:
-                part.append(r)
-    return rows, part, len(rows) < len(specs)
+    chosen = selected(specs, only, label)
+    if only and not chosen:
+        print(f"no agent of this experiment matches --only {','.join(only)}: nothing to run")
+        return [], None
+    if probe:
+        part = [row(spec, False) for spec in chosen]
+        print(common.format_table(part, part_columns))
+        return part, None
+    ids = {id(s) for s in chosen}
+    rows = [r for r in (row(spec, id(spec) not in ids) for spec in specs) if r is not None]
+    if only:
+        names = {label(spec) for spec in chosen}
+        print(common.format_table([r for r in rows if r["label"] in names], part_columns))
+    return rows, len(rows) < len(specs)
 
 
 def run_compute(runner: Runner, out: str, only: Sequence[str] | None = None) -> dict[str, Any]:
     runner.timings = runner.timings[:1]  # the demonstrations', then this experiment's
     part_columns = [("agent", "label", "{}"), ("sampler", "sampler", "{}"), ("success", "success_rate", "{:.1%}"),
                     ("95% CI", "success_ci95", "[{0[0]:.2f}, {0[1]:.2f}]"), ("GFLOPs/step", "gflops_per_step", "{:.4g}")]  # fmt: skip
-    if only and runner.sampler:  # a probe of some agents: its cells are kept apart from the profile's results
-        rows = [runner.cell(spec, rollout) for spec, rollout in selected(compute_specs(runner.cfg), only, lambda s: s[0].label)]
-        print(common.format_table(rows, part_columns))
+    rows, partial = assemble(compute_specs(runner.cfg), only, lambda s: s[0].label, lambda s, committed: runner.cell(*s, committed_only=committed),
+                             part_columns, probe=bool(only and runner.sampler))  # fmt: skip
+    if partial is None:
         return {"rows": rows}
-    rows, part, partial = assemble(compute_specs(runner.cfg), only, lambda s: s[0].label, lambda s, committed: runner.cell(*s, committed_only=committed))
-    if only:
-        if not part:
-            print(f"no compute agent matches --only {','.join(only)}: nothing to run")
-            return {"rows": []}
-        print(common.format_table(part, part_columns))
     ratio = flops_ratio(rows)
     ref = next((r for r in rows if ratio and r["label"] == ratio["lwd"]), None)
     for r in rows:  # FLOPs relative to the LWD the ratio refers to
@@ -575,16 +577,9 @@ def run_hypernet(runner: Runner, out: str, only: Sequence[str] | None = None) ->
         return None if cell is None else {**cell, **vae, "snippet_length": spec.params["snippet_length"]}
 
     part_columns = [("agent", "label", "{}"), ("success", "success_rate", "{:.1%}"), ("VAE BC-MSE", "vae_bc_mse", "{:.4f}")]
-    if only and runner.sampler:  # a probe of some agents: its cells are kept apart from the profile's results
-        part = [row(spec, False) for spec in selected(hypernet_specs(runner.cfg), only, lambda s: s.label)]
-        print(common.format_table(part, part_columns))
-        return {"rows": part}
-    rows, part, partial = assemble(hypernet_specs(runner.cfg), only, lambda s: s.label, row)
-    if only:
-        if not part:
-            print(f"no hypernet agent matches --only {','.join(only)}: nothing to run")
-            return {"rows": []}
-        print(common.format_table(part, part_columns))
+    rows, partial = assemble(hypernet_specs(runner.cfg), only, lambda s: s.label, row, part_columns, probe=bool(only and runner.sampler))
+    if partial is None:
+        return {"rows": rows}
     results = {**runner.header("metaworld-hypernet"), "rows": rows, "timings": runner.timings, "partial": partial}
     name = runner.result_name("metaworld-hypernet", partial)
     json_path = common.write_json(out, name, results)
