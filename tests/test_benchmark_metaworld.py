@@ -174,3 +174,26 @@ def test_parts_of_a_sweep_add_up_to_one_result(tiny_run, tmp_path, monkeypatch):
 
     nothing = main(["--profile", "tiny", "--out", str(out), "--experiment", "compute", "--only", "LWD-16 hnet"])["compute"]
     assert nothing["rows"] == [] and not (out / "metaworld-compute-partial.json").exists()  # no compute agent has that label
+
+
+def test_vae_bc_mse_measures_the_windows_the_vae_trained_on(tiny_run, monkeypatch):
+    """``vae_bc_mse`` scores the agent's own VAE windows (its ``vae_windows`` rule, e.g. whole
+    episodes for ``"plan_starts"``), not every window of the demonstrations."""
+    from benchmarks import metaworld
+    from lwd_gym import BaseAgent
+
+    out, _ = tiny_run
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
+    datasets, _ = metaworld.demonstrations(metaworld.PROFILES["tiny"]["tasks"], metaworld.PROFILES["tiny"]["demos"], progress=False)
+    agent = BaseAgent.load(next((out / "cache" / "metaworld").glob("lwd-*.ckpt")), device="cpu")
+    asked = []
+    own_rule = agent._vae_snippets
+
+    def spy(demos):
+        snippets = own_rule(demos)
+        asked.append(len(snippets))
+        return snippets
+
+    monkeypatch.setattr(agent, "_vae_snippets", spy)
+    assert metaworld.vae_bc_mse(agent, datasets) > 0
+    assert len(asked) == 1 and asked[0] >= 1  # the windows came from the agent's own rule
