@@ -305,7 +305,10 @@ def trained_agent(
         if logs is not None and s.eval_every and s.train_eval:
             kwargs.update(eval_env=env_factory(env, s, 0.0), eval_every=s.eval_every, n_eval_episodes=s.eval_episodes)
     agent.learn(dataset, **kwargs)
-    seconds = time.perf_counter() - start
+    # A training resumed from its state (an earlier process was stopped) ran in several processes:
+    # its curves' clocks hold the whole training, this process's clock only the last part.
+    curves = curve_seconds(logs / key) if logs is not None else None
+    seconds = curves if curves is not None else time.perf_counter() - start
     agent.save(path)
     common.write_json(cache, key, {"method": method, "horizon": horizon, "seed": seed, "train_seconds": seconds})
     return agent, seconds
@@ -318,8 +321,13 @@ def recorded_train_seconds(method: str, horizon: int | None, seed: int, s: Setti
     meta = cache / f"{key}.json"
     if meta.exists():
         return json.loads(meta.read_text())["train_seconds"]
-    stages = sorted((logs / key).glob("*.csv")) if logs is not None else []
-    seconds = [StageLog.from_csv(path).seconds for path in stages]
+    return curve_seconds(logs / key) if logs is not None else None
+
+
+def curve_seconds(log_dir: Path) -> float | None:
+    """Training seconds from the learning curves in ``log_dir``: the sum over stages of each CSV's
+    last ``seconds`` (a stage's clock continues across resumes), or None without complete curves."""
+    seconds = [StageLog.from_csv(path).seconds for path in sorted(log_dir.glob("*.csv"))]
     return float(sum(col[-1] for col in seconds)) if seconds and all(len(col) for col in seconds) else None
 
 

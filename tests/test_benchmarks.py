@@ -142,6 +142,32 @@ def test_horizon(tmp_path, monkeypatch):
         _run("horizon", tmp_path, "--horizons", "5")
 
 
+def test_a_training_resumed_in_a_second_process_reports_the_time_of_both(tmp_path, monkeypatch):
+    """A sweep's agent whose process stopped after training, before saving, is finished from its
+    training state by the next process: its recorded training time is the whole training's
+    (the curves' clocks), not the few seconds the finishing process took."""
+    from benchmarks import horizon
+    from lwd_gym import BaseAgent
+
+    s = horizon.setting("pusht", "tiny")
+    dataset, _ = horizon.demonstrations(s, "tiny")
+    cache, logs = tmp_path / "cache", tmp_path / "logs"
+    key = horizon.agent_key("DP", 8, 0, s)
+
+    def stopped(self, path):
+        raise KeyboardInterrupt("stopped before the save")
+
+    with monkeypatch.context() as m:
+        m.setattr(BaseAgent, "save", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            horizon.trained_agent("DP", 8, s, 0, dataset, cache, "cpu", logs=logs)
+    assert (cache / f"{key}-state").is_dir() and not (cache / f"{key}.ckpt").exists()
+    first = horizon.curve_seconds(logs / key)
+    assert first is not None and first > 0
+    _, seconds = horizon.trained_agent("DP", 8, s, 0, dataset, cache, "cpu", logs=logs)
+    assert seconds == first == horizon.recorded_train_seconds("DP", 8, 0, s, cache, None)
+
+
 def test_horizon_pusht_keypoints(tmp_path):
     """``--env pusht-keypoints``: agents learn from and act on the 18-d keypoint observation
     (agent xy, the T's 8 corners), perturbed cells included, cached apart from the 5-d state's."""
