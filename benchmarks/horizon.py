@@ -50,7 +50,9 @@ Recipe probes train one stage for N gradient steps instead of the profile's, key
 cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-vaeN``),
 ``--dp-steps N`` DP (``-dpN``); ``--keep-best-vae`` ends the latent methods' VAE with its
 lowest-validation weights (``learn(..., keep_best_validation=True)``; ``-bestvae``); ``--no-train-eval`` trains
-without the in-training episodes and keeps the last (EMA) weights (``-noeval``).  ``--train-only`` trains
+without the in-training episodes and keeps the last (EMA) weights (``-noeval``).  ``--deterministic`` is an
+acting probe: the same agents (same keys, no retraining) act with ``predict(..., deterministic=True)``,
+their sampling noise fixed per env as under SB3's ``evaluate_policy`` default (cells keyed apart, ``-det``).  ``--train-only`` trains
 (or finds cached) the agents that have no cells and stops there: with ``--no-train-eval`` another machine
 without the simulator (a lent GPU) can train, and a run here over its cache entries evaluates.  When every cell of a run exists, the JSON is assembled from
 the cells and the learning curves alone: no demonstrations are collected and nothing trains.
@@ -112,6 +114,7 @@ class Setting:
     eval_every: int | None = None  # in-training evaluation (learning curves under --out/logs) every this many steps
     keep_best_vae: bool = False  # the latent methods' VAE ends with its lowest-validation weights (learn's keep_best_validation)
     train_eval: bool = True  # with eval_every: evaluate in training and keep the best-by-success weights (needs the simulator)
+    deterministic: bool = False  # an acting probe: the cells' episodes call predict(..., deterministic=True) (same agents)
     eval_episodes: int = 10
     #: the paper's "VAE-decoded" bars (Fig 17b / 19): how many demonstrations' posterior-mean
     #: policies each generated-policy agent replays from their own reset seeds (0: none)
@@ -360,7 +363,8 @@ class _Factory:
 def cell_path(cells: Path, method: str, horizon: int | None, seed: int, s: Setting, magnitude: float) -> Path:
     """File of one evaluated cell under ``cells`` (small JSON, committed, so a sweep resumes in
     another checkout too): changing the agent or the evaluation settings re-evaluates it."""
-    digest = hashlib.sha256(json.dumps([s.episodes, s.p, s.env_kwargs], sort_keys=True).encode()).hexdigest()[:6]
+    acting = [s.episodes, s.p, s.env_kwargs] + (["deterministic"] if s.deterministic else [])  # the stochastic cells' names unchanged
+    digest = hashlib.sha256(json.dumps(acting, sort_keys=True).encode()).hexdigest()[:6]
     return cells / f"{agent_key(method, horizon, seed, s)}-m{magnitude:g}-{digest}.json"
 
 
@@ -371,7 +375,9 @@ def evaluate_cell(agent: BaseAgent | None, env: str, s: Setting, magnitude: floa
         return json.loads(path.read_text())
     if agent is None:
         raise ValueError(f"no agent to evaluate and no cell at {path}")
-    result = evaluate(agent, env_factory(env, s, magnitude), s.episodes, seed=10_000, n_envs=s.n_envs, count_flops=False, progress=False)
+    result = evaluate(
+        agent, env_factory(env, s, magnitude), s.episodes, seed=10_000, n_envs=s.n_envs, deterministic=s.deterministic, count_flops=False, progress=False
+    )
     successes = [r for r in result.episodes if r["is_success"]]
     cell = {
         "success_rate": result.success_rate,
@@ -444,6 +450,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-train-eval", action="store_true",
                    help="a recipe probe: no in-training evaluation, the last (EMA) weights are kept; for training on a "
                         "machine without the simulator (keyed apart; JSON named ...-noeval)")  # fmt: skip
+    p.add_argument("--deterministic", action="store_true",
+                   help="an acting probe: the same agents act with predict(..., deterministic=True), the sampling noise fixed "
+                        "per env (SB3's evaluate_policy default); cells keyed apart, JSON named ...-det")  # fmt: skip
     p.add_argument("--train-only", action="store_true",
                    help="train (or find in the cache) the agents that have no cells yet, then stop: another machine "
                         "(e.g. a GPU) trains, and a run here with its cache entries evaluates")  # fmt: skip
@@ -460,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         s = dataclasses.replace(s, keep_best_vae=True)
     if args.no_train_eval:
         s = dataclasses.replace(s, train_eval=False)
+    if args.deterministic:
+        s = dataclasses.replace(s, deterministic=True)
     methods = tuple(args.methods or s.methods)
     unknown = set(methods) - set(s.methods)
     if unknown:
@@ -533,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "decoded": decoded, "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval))
+    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval, args.deterministic))
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)
@@ -626,10 +637,11 @@ def sort_cells(cells: list[dict[str, Any]], sweep: Setting) -> list[dict[str, An
     return sorted(cells, key=lambda c: (order[c["method"]], c["horizon"] or 0, c["magnitude"], c["seed"]))
 
 
-def probe_tag(vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False, no_train_eval: bool = False) -> str:
-    """The results' name tag of a recipe probe: ``vaeN``, ``dpN``, ``bestvae``, ``noeval``, joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
+def probe_tag(vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False, no_train_eval: bool = False, deterministic: bool = False) -> str:
+    """The results' name tag of a probe: ``vaeN``, ``dpN``, ``bestvae``, ``noeval``, ``det``, joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
     parts = [f"{name}{n}" for name, n in (("vae", vae_steps), ("dp", dp_steps)) if n is not None]
-    return "-".join(parts + (["bestvae"] if keep_best_vae else []) + (["noeval"] if no_train_eval else []))
+    flags = (("bestvae", keep_best_vae), ("noeval", no_train_eval), ("det", deterministic))
+    return "-".join(parts + [tag for tag, on in flags if on])
 
 
 def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:

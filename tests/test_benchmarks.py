@@ -168,7 +168,7 @@ def test_a_training_resumed_in_a_second_process_reports_the_time_of_both(tmp_pat
     assert seconds == first == horizon.recorded_train_seconds("DP", 8, 0, s, cache, None)
 
 
-def test_horizon_pusht_keypoints(tmp_path):
+def test_horizon_pusht_keypoints(tmp_path, monkeypatch):
     """``--env pusht-keypoints``: agents learn from and act on the 18-d keypoint observation
     (agent xy, the T's 8 corners), perturbed cells included, cached apart from the 5-d state's."""
     from benchmarks.horizon import env_factory, setting
@@ -203,6 +203,21 @@ def test_horizon_pusht_keypoints(tmp_path):
     assert _learn_options("LWD", best) == {"keep_best_validation": True} and _learn_options("DP", best) == {} == _learn_options("LWD", s)
     assert agent_key("LWD", 4, 0, best) != agent_key("LWD", 4, 0, s) and agent_key("DP", 4, 0, best) == agent_key("DP", 4, 0, s)
     assert probe_tag(None, None, True) == "bestvae" and probe_tag(1000, None, True) == "vae1000-bestvae" and probe_tag(None, None) == ""
+    # --deterministic, an acting probe: the same (cached) agent acts with deterministic=True, in cells of its own
+    from benchmarks import horizon
+
+    calls = []
+    real = horizon.evaluate
+    monkeypatch.setattr(horizon, "evaluate", lambda *a, **k: calls.append(k["deterministic"]) or real(*a, **k))
+    cells = tmp_path / "cells" / "horizon-pusht-keypoints-tiny"
+    stochastic = set(cells.glob("LWD-*-m*.json"))
+    lwd = set((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt"))
+    det = _run("horizon", tmp_path, "--env", "pusht-keypoints", "--methods", "LWD", "--horizons", "4", "--deterministic")
+    assert calls == [True] * len(s.magnitudes) and set(cells.glob("LWD-*-m*.json")) - stochastic  # evaluated anew, kept apart
+    assert set((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt")) == lwd  # no agent trained
+    assert (tmp_path / "horizon-pusht-keypoints-det-partial.json").exists() and probe_tag(None, None, deterministic=True) == "det"
+    assert {(r["method"], r["horizon"]) for r in det["rows"]} == {("LWD", 4)}
+    monkeypatch.undo()
     # --train-only --no-train-eval (train where the simulator is absent, evaluate here): another agent,
     # trained without in-training episodes and without cells; the next run evaluates it from the cache
     assert agent_key("DP", 4, 0, dataclasses.replace(s, train_eval=False)) != agent_key("DP", 4, 0, s)
