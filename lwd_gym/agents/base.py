@@ -210,7 +210,10 @@ class BaseAgent(Learner, Persistence, ABC):
         than the previous call's starts every environment afresh (with ``episode_start`` given,
         it must then be all true).  With
         ``deterministic=True`` sampling noise is fixed per environment index, so the same
-        observation gives the same plan.
+        observation gives the same plan.  For agents that re-plan a closed-loop policy (LWD) this
+        can hold an episode where that policy makes no progress, since every re-plan there returns
+        it again; evaluate success with ``deterministic=False`` (SB3's ``evaluate_policy`` defaults
+        to ``True``).
         """
         if not self.is_trained:
             raise RuntimeError(f"{type(self).__name__} has not been trained: call learn() or load() first")
