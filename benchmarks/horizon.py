@@ -36,8 +36,10 @@ lr 3e-4, 20,000 steps; MLP 20,000 steps; DDPM-100 for every diffusion.  Every ag
 learning curves (losses per step, success on 10 unperturbed in-training episodes every 2,000
 steps) under ``--out/logs/horizon-ENV-standard/<key>``; evaluated cells go to
 ``--out/cells/horizon-ENV-standard/`` (committed), so a fresh checkout only retrains what has no
-cell yet.  An agent's training (up to ~1.5 h for LWD at ``H_a`` 128 on one thread) must finish
-within a session: its resumable state lives in the git-ignored cache.  Writes
+cell yet.  An agent's resumable training state lives in the git-ignored cache: a training that
+outlasts a session (DP at ``H_a`` 128 on PushT: ~1.2-1.7 s per step on one thread, ~8 h) continues
+in the next one only where that cache survived; its recorded training time is the curves' (every
+part).  Writes
 ``horizon-ENV-standard.json`` (``-partial`` while some agent of the sweep has no cell yet; a part
 run with ``--methods`` / ``--horizons`` writes every cell of its recipe evaluated so far, its own
 and earlier parts', so parts add up).
