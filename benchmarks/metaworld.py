@@ -4,6 +4,7 @@
     python -m benchmarks.metaworld --profile quick --experiment compute   # Fig 6 only (~10 min)
     python -m benchmarks.metaworld --profile quick --experiment hypernet  # Fig 8 only (~6 min after compute, ~7 without)
     python -m benchmarks.metaworld --profile standard --threads 1 --only DP-xs,MLP   # a part of the competent sweep (hours in all)
+    python -m benchmarks.metaworld --profile standard --threads 1 --experiment hypernet --only "LWD-256 hnet-xs H50" --vae-steps 6000  # a VAE-budget probe
     python -m benchmarks.metaworld --profile paper                        # the paper's settings, for a GPU
 
 *compute* (Fig 6) trains, on scripted-expert demonstrations of the LWD paper's ten Metaworld tasks
@@ -380,10 +381,14 @@ def vae_bc_mse(agent: LWDAgent, datasets: list[Any], n: int = 256) -> float:
 class Runner:
     """What both experiments share: the data, the cache, the evaluation envs and a log of timings."""
 
-    def __init__(self, profile: str, out: str, device: str, sampler: tuple[str, int] | None = None) -> None:
+    def __init__(self, profile: str, out: str, device: str, sampler: tuple[str, int] | None = None, vae_steps: int | None = None) -> None:
         self.profile, self.cfg, self.device = profile, PROFILES[profile], device
         #: a probe's sampler: the trained agents act with it instead of their config's (cells named apart)
         self.sampler = sampler
+        if vae_steps is not None:  # a probe's VAE budget: LWD trained with it (another cache key, so cells and logs apart)
+            self.cfg = {**self.cfg, "vae_steps": vae_steps}
+        #: whether this run probes the profile (another sampler or VAE budget): only the chosen rows, no result file
+        self.probe = sampler is not None or vae_steps is not None
         self.progress = profile != "tiny"
         if self.cfg["episodes"] % self.cfg["copies"]:
             raise ValueError("episodes per task must be a multiple of the env copies per task (every env runs whole rounds)")
@@ -445,7 +450,7 @@ class Runner:
         start = time.perf_counter()
         row, was_cached = cached(path, compute)
         self.timings.append({"what": f"cell {spec.label}", "seconds": time.perf_counter() - start, "cached": was_cached})
-        base = {"label": spec.label, "agent": spec.family, **spec.info, "sampler": f"{scheduler}-{steps}" if scheduler else None, "key": key}
+        base = {"label": spec.label, "agent": spec.family, **spec.info, "sampler": f"{scheduler}-{steps}" if scheduler else None, **spec.train, "key": key}
         return {**base, "success_rate": None, "success_ci95": None, **row}
 
     def reconstruction(self, spec: Spec, committed_only: bool = False) -> dict[str, Any] | None:
@@ -536,7 +541,7 @@ def run_compute(runner: Runner, out: str, only: Sequence[str] | None = None) -> 
     part_columns = [("agent", "label", "{}"), ("sampler", "sampler", "{}"), ("success", "success_rate", "{:.1%}"),
                     ("95% CI", "success_ci95", "[{0[0]:.2f}, {0[1]:.2f}]"), ("GFLOPs/step", "gflops_per_step", "{:.4g}")]  # fmt: skip
     rows, partial = assemble(compute_specs(runner.cfg), only, lambda s: s[0].label, lambda s, committed: runner.cell(*s, committed_only=committed),
-                             part_columns, probe=bool(only and runner.sampler))  # fmt: skip
+                             part_columns, probe=bool(only and runner.probe))  # fmt: skip
     if partial is None:
         return {"rows": rows}
     ratio = flops_ratio(rows)
@@ -577,7 +582,7 @@ def run_hypernet(runner: Runner, out: str, only: Sequence[str] | None = None) ->
         return None if cell is None else {**cell, **vae, "snippet_length": spec.params["snippet_length"]}
 
     part_columns = [("agent", "label", "{}"), ("success", "success_rate", "{:.1%}"), ("VAE BC-MSE", "vae_bc_mse", "{:.4f}")]
-    rows, partial = assemble(hypernet_specs(runner.cfg), only, lambda s: s.label, row, part_columns, probe=bool(only and runner.sampler))
+    rows, partial = assemble(hypernet_specs(runner.cfg), only, lambda s: s.label, row, part_columns, probe=bool(only and runner.probe))
     if partial is None:
         return {"rows": rows}
     results = {**runner.header("metaworld-hypernet"), "rows": rows, "timings": runner.timings, "partial": partial}
@@ -675,12 +680,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--sampler", type=_sampler, default=None, metavar="SCHEDULER,STEPS",
                    help="a probe, with --only: the agents (trained or loaded as usual) act with this sampler, e.g. 'ddpm,100'; "
                         "its cells are cached apart and the assembled results keep the profile's samplers")  # fmt: skip
+    p.add_argument("--vae-steps", type=int, default=None, metavar="N",
+                   help="a probe, with --only: the LWD agents it selects are trained with N VAE steps instead of the profile's "
+                        "(another cache key: agents, cells and learning curves apart; the assembled results keep the profile's budget)")  # fmt: skip
     args = p.parse_args(argv)
-    if args.sampler and not args.only:
-        p.error("--sampler is a probe of some agents: give --only too")
+    for flag, value in (("--sampler", args.sampler), ("--vae-steps", args.vae_steps)):
+        if value is not None and not args.only:
+            p.error(f"{flag} is a probe of some agents: give --only too")
+    if args.vae_steps is not None and args.vae_steps < 1:
+        p.error(f"--vae-steps must be a positive number of gradient steps, got {args.vae_steps}")
     common.setup(args)
     device = str(get_device(args.device))
-    runner = Runner(args.profile, args.out, device, args.sampler)
+    runner = Runner(args.profile, args.out, device, args.sampler, args.vae_steps)
     results: dict[str, Any] = {}
     try:
         if args.experiment in ("all", "compute"):

@@ -128,6 +128,26 @@ def test_sampler_probe_evaluates_the_cached_agents_with_another_sampler(tiny_run
         main(["--profile", "tiny", "--out", str(out), "--sampler", "ddpm,3"])  # a probe needs --only
 
 
+def test_vae_steps_probe_trains_its_own_agent_apart_from_the_profiles(tiny_run, monkeypatch):
+    from benchmarks.metaworld import main
+
+    out, results = tiny_run
+    cache, cells = out / "cache" / "metaworld", out / "cells" / "metaworld"
+    agents_before, hypernet_before = sorted(cache.glob("*.ckpt")), (out / "metaworld-hypernet.json").read_bytes()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
+    probe = main(["--profile", "tiny", "--out", str(out), "--experiment", "hypernet", "--only", "LWD-16 hnet-xs H500", "--vae-steps", "3"])
+    (row,) = probe["hypernet"]["rows"]
+    (usual,) = [r for r in results["hypernet"]["rows"] if r["label"] == "LWD-16 hnet-xs H500"]
+    assert row["vae_steps"] == 3 and usual["vae_steps"] == 2 and row["key"] != usual["key"]
+    assert [p.name for p in sorted(cache.glob("*.ckpt")) if p not in agents_before] == [f"{row['key']}.ckpt"]  # trained anew
+    assert (cells / f"{row['key']}-vae.json").exists() and (cells / f"{usual['key']}-vae.json").exists()
+    assert (out / "metaworld-hypernet.json").read_bytes() == hypernet_before  # the profile's result is left as it was
+    with pytest.raises(SystemExit):
+        main(["--profile", "tiny", "--out", str(out), "--vae-steps", "3"])  # a probe needs --only
+    with pytest.raises(SystemExit):
+        main(["--profile", "tiny", "--out", str(out), "--only", "LWD-16", "--vae-steps", "0"])
+
+
 def test_flops_extrapolation_matches_a_direct_count(tiny_run):
     """``flops_at`` extrapolates from 1 and 2 denoising steps; a direct count at 3 agrees."""
     from benchmarks.metaworld import flops_at
