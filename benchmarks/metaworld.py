@@ -504,8 +504,13 @@ def flops_ratio(rows: list[dict[str, Any]], tolerance: float = TOLERANCE) -> dic
 
 
 def selected(specs: Sequence[Any], only: Sequence[str] | None, label: Callable[[Any], str]) -> list[Any]:
-    """The specs whose label starts with one of ``only`` (all of them without ``only``)."""
-    return list(specs) if not only else [s for s in specs if any(label(s).startswith(o) for o in only)]
+    """The specs ``only`` names (all of them without ``only``): an entry that is a whole label
+    selects that spec alone (``hnet-s H50`` is not ``hnet-s H500``), any other entry every label
+    it starts (``DP-xs``: both of DP-xs's horizons)."""
+    if not only:
+        return list(specs)
+    labels = {label(s) for s in specs}
+    return [s for s in specs if any(label(s) == o if o in labels else label(s).startswith(o) for o in only)]
 
 
 def assemble(specs: Sequence[Any], only: Sequence[str] | None, label: Callable[[Any], str],
@@ -676,7 +681,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0], profiles=tuple(PROFILES))
     p.add_argument("--experiment", choices=("all", "compute", "hypernet"), default="all", help="compute: Fig 6; hypernet: Fig 8")
     p.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], default=None,
-                   help="run only the agents whose label starts with one of these (comma-separated, e.g. 'DP-xs,MLP'): a sweep in parts")  # fmt: skip
+                   help="run only these agents (comma-separated): a whole label names one agent, e.g. 'LWD-256 hnet-s H50', "
+                        "any other text every label it starts, e.g. 'DP-xs,MLP': a sweep in parts")  # fmt: skip
     p.add_argument("--sampler", type=_sampler, default=None, metavar="SCHEDULER,STEPS",
                    help="a probe, with --only: the agents (trained or loaded as usual) act with this sampler, e.g. 'ddpm,100'; "
                         "its cells are cached apart and the assembled results keep the profile's samplers")  # fmt: skip

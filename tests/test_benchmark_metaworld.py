@@ -196,6 +196,16 @@ def test_parts_of_a_sweep_add_up_to_one_result(tiny_run, tmp_path, monkeypatch):
     assert nothing["rows"] == [] and not (out / "metaworld-compute-partial.json").exists()  # no compute agent has that label
 
 
+def test_only_names_a_whole_label_or_every_label_it_starts():
+    from benchmarks.metaworld import selected
+
+    labels = ["LWD-256 hnet-s H500", "LWD-256 hnet-s H50", "DP-xs H32", "DP-xs H128"]
+    assert selected(labels, ["LWD-256 hnet-s H50"], str) == ["LWD-256 hnet-s H50"]  # not its H500 too
+    assert selected(labels, ["LWD-256 hnet-s H5"], str) == ["LWD-256 hnet-s H500", "LWD-256 hnet-s H50"]
+    assert selected(labels, ["DP-xs", "LWD-256 hnet-s H500"], str) == ["LWD-256 hnet-s H500", "DP-xs H32", "DP-xs H128"]
+    assert selected(labels, None, str) == labels and selected(labels, ["MLP"], str) == []
+
+
 def test_vae_bc_mse_measures_the_windows_the_vae_trained_on(tiny_run, monkeypatch):
     """``vae_bc_mse`` scores the agent's own VAE windows (its ``vae_windows`` rule, e.g. whole
     episodes for ``"plan_starts"``), not every window of the demonstrations."""
