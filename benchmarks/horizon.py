@@ -54,7 +54,9 @@ cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-
 lowest-validation weights (``learn(..., keep_best_validation=True)``; ``-bestvae``); ``--no-train-eval`` trains
 without the in-training episodes and keeps the last (EMA) weights (``-noeval``).  ``--deterministic`` is an
 acting probe: the same agents (same keys, no retraining) act with ``predict(..., deterministic=True)``,
-their sampling noise fixed per env as under SB3's ``evaluate_policy`` default (cells keyed apart, ``-det``).  ``--train-only`` trains
+their sampling noise fixed per env as under SB3's ``evaluate_policy`` default (cells keyed apart, ``-det``).
+``--train-seeds 0 1`` trains more seeds of the same recipe (cells and agents are per seed, so seed 0's are
+reused; the rows average the seeds and pool their episodes; ``-seeds0-1``).  ``--train-only`` trains
 (or finds cached) the agents that have no cells and stops there: with ``--no-train-eval`` another machine
 without the simulator (a lent GPU) can train, and a run here over its cache entries evaluates.  When every cell of a run exists, the JSON is assembled from
 the cells and the learning curves alone: no demonstrations are collected and nothing trains.
@@ -455,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--deterministic", action="store_true",
                    help="an acting probe: the same agents act with predict(..., deterministic=True), the sampling noise fixed "
                         "per env (SB3's evaluate_policy default); cells keyed apart, JSON named ...-det")  # fmt: skip
+    p.add_argument("--train-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="training seeds instead of the profile's (standard: 0); rows average over them, cells and agents "
+                        "are kept per seed, so `--train-seeds 0 1` reuses seed 0's and trains seed 1 (JSON named ...-seeds0-1)")  # fmt: skip
     p.add_argument("--train-only", action="store_true",
                    help="train (or find in the cache) the agents that have no cells yet, then stop: another machine "
                         "(e.g. a GPU) trains, and a run here with its cache entries evaluates")  # fmt: skip
@@ -473,6 +478,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         s = dataclasses.replace(s, train_eval=False)
     if args.deterministic:
         s = dataclasses.replace(s, deterministic=True)
+    if args.train_seeds:
+        if len(set(args.train_seeds)) != len(args.train_seeds) or min(args.train_seeds) < 0:
+            p.error(f"--train-seeds needs distinct seeds >= 0 (got {args.train_seeds})")
+        s = dataclasses.replace(s, train_seeds=tuple(args.train_seeds))
     methods = tuple(args.methods or s.methods)
     unknown = set(methods) - set(s.methods)
     if unknown:
@@ -546,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "decoded": decoded, "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval, args.deterministic))
+    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval, args.deterministic, args.train_seeds))
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)
@@ -639,11 +648,16 @@ def sort_cells(cells: list[dict[str, Any]], sweep: Setting) -> list[dict[str, An
     return sorted(cells, key=lambda c: (order[c["method"]], c["horizon"] or 0, c["magnitude"], c["seed"]))
 
 
-def probe_tag(vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False, no_train_eval: bool = False, deterministic: bool = False) -> str:
-    """The results' name tag of a probe: ``vaeN``, ``dpN``, ``bestvae``, ``noeval``, ``det``, joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
+def probe_tag(
+    vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False, no_train_eval: bool = False, deterministic: bool = False,
+    train_seeds: Sequence[int] | None = None,
+) -> str:
+    """The results' name tag of a probe: ``vaeN``, ``dpN``, ``bestvae``, ``noeval``, ``det``, ``seedsA-B``
+    (other training seeds), joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
     parts = [f"{name}{n}" for name, n in (("vae", vae_steps), ("dp", dp_steps)) if n is not None]
     flags = (("bestvae", keep_best_vae), ("noeval", no_train_eval), ("det", deterministic))
-    return "-".join(parts + [tag for tag, on in flags if on])
+    seeds = ["seeds" + "-".join(map(str, train_seeds))] if train_seeds else []
+    return "-".join(parts + [tag for tag, on in flags if on] + seeds)
 
 
 def print_tables(rows: list[dict[str, Any]], s: Setting) -> None:

@@ -235,6 +235,29 @@ def test_horizon_pusht_keypoints(tmp_path, monkeypatch):
     assert (tmp_path / "horizon-pusht-keypoints-noeval-partial.json").exists() and probe_tag(None, 6000, False, True) == "dp6000-noeval"
 
 
+def test_horizon_train_seeds_adds_a_seed_beside_the_trained_ones(tmp_path):
+    """--train-seeds 0 1: seed 0's agent and cells are reused, seed 1 is trained and evaluated on its
+    own, and the rows average both seeds (their episodes pooled) in a JSON of its own."""
+    from benchmarks.horizon import probe_tag
+
+    with pytest.raises(SystemExit):  # a repeated seed is refused before anything trains
+        _run("horizon", tmp_path, "--methods", "DP", "--horizons", "4", "--train-seeds", "1", "1")
+    assert not (tmp_path / "cache").exists()
+    one = _run("horizon", tmp_path, "--methods", "DP", "--horizons", "4")
+    cache = tmp_path / "cache" / "horizon-pusht-tiny"
+    (seed0,) = cache.glob("DP-H4-s0-*.ckpt")
+    mtime = seed0.stat().st_mtime
+    two = _run("horizon", tmp_path, "--methods", "DP", "--horizons", "4", "--train-seeds", "0", "1")
+    assert seed0.stat().st_mtime == mtime and len(list(cache.glob("DP-H4-s1-*.ckpt"))) == 1  # seed 0 reused, seed 1 trained
+    assert [t["seed"] for t in two["training"]] == [0, 1] and two["train_seeds"] == [0, 1]
+    assert sorted({c["seed"] for c in two["cells"]}) == [0, 1]
+    for row, before in zip(two["rows"], one["rows"]):
+        assert row["train_seeds"] == 2 and row["episodes"] == 2 * before["episodes"]
+        seeds = [c for c in two["cells"] if (c["method"], c["horizon"], c["magnitude"]) == (row["method"], row["horizon"], row["magnitude"])]
+        assert row["success_rate"] == pytest.approx(sum(c["success_rate"] for c in seeds) / 2)
+    assert (tmp_path / "horizon-pusht-seeds0-1-partial.json").exists() and probe_tag(1000, None, train_seeds=(0, 1)) == "vae1000-seeds0-1"
+
+
 def test_diagnosis(tmp_path):
     """The Metaworld diagnosis separates the stages: own-seed and other-seed reconstruction, and sampled."""
     payload = _run("diagnosis", tmp_path)
