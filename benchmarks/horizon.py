@@ -50,7 +50,7 @@ a committed ``...-decodedN.json`` cell, made where the agent is at hand: trained
 Beside the sampled agent's cell it tells a weak VAE from a weak latent diffusion.
 Recipe probes train one stage for N gradient steps instead of the profile's, keyed apart (own
 cache keys, cells and JSON name): ``--vae-steps N`` the latent methods' VAE (``-vaeN``),
-``--dp-steps N`` DP (``-dpN``); ``--keep-best-vae`` ends the latent methods' VAE with its
+``--diffusion-steps N`` their latent diffusion (``-diffN``), ``--dp-steps N`` DP (``-dpN``); ``--keep-best-vae`` ends the latent methods' VAE with its
 lowest-validation weights (``learn(..., keep_best_validation=True)``; ``-bestvae``); ``--no-train-eval`` trains
 without the in-training episodes and keeps the last (EMA) weights (``-noeval``).  ``--deterministic`` is an
 acting probe: the same agents (same keys, no retraining) act with ``predict(..., deterministic=True)``,
@@ -192,9 +192,9 @@ PROBE_VAE_STEPS = {"pusht": 1500, "lift": 1000}
 
 
 def with_steps(s: Setting, stage: str, steps: int) -> Setting:
-    """``s`` with one stage's budget (a key of :func:`_train_steps`: ``"vae_steps"`` for the latent
-    methods' VAE, ``"steps"`` for DP) set to ``steps`` gradient steps: another agent, its cache key
-    changes."""
+    """``s`` with one stage's budget (a key of :func:`_train_steps`: ``"vae_steps"`` / ``"diffusion_steps"``
+    for the latent methods' VAE / latent diffusion, ``"steps"`` for DP) set to ``steps`` gradient steps:
+    another agent, its cache key changes."""
     if steps < 1 or s.train_steps is None or stage not in s.train_steps:
         raise ValueError(f"{stage} needs N >= 1 and a profile with fixed steps (got {steps}, train_steps {s.train_steps})")
     return dataclasses.replace(s, train_steps={**s.train_steps, stage: steps})
@@ -446,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--vae-steps", type=int, default=None, metavar="N",
                    help="a recipe probe: the latent methods' VAE stage trains N gradient steps instead of the profile's "
                         "(agents and cells are keyed apart; the JSON is named ...-vaeN)")  # fmt: skip
+    p.add_argument("--diffusion-steps", type=int, default=None, metavar="N",
+                   help="a recipe probe: the latent methods' latent-diffusion stage trains N gradient steps instead of the "
+                        "profile's (agents and cells are keyed apart; the JSON is named ...-diffN)")  # fmt: skip
     p.add_argument("--dp-steps", type=int, default=None, metavar="N",
                    help="a recipe probe: DP trains N gradient steps instead of the profile's (JSON named ...-dpN)")
     p.add_argument("--keep-best-vae", action="store_true",
@@ -466,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     common.setup(args)
     s = setting(args.env, args.profile)
-    for flag, stage, steps in (("--vae-steps", "vae_steps", args.vae_steps), ("--dp-steps", "steps", args.dp_steps)):
+    budgets = (("--vae-steps", "vae_steps", args.vae_steps), ("--diffusion-steps", "diffusion_steps", args.diffusion_steps), ("--dp-steps", "steps", args.dp_steps))
+    for flag, stage, steps in budgets:
         if steps is not None:
             try:
                 s = with_steps(s, stage, steps)
@@ -555,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for metric in ("success_rate", "mean_max_reward")},
         "decoded": decoded, "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
     }  # fmt: skip
-    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval, args.deterministic, args.train_seeds))
+    name = common.result_name(f"horizon-{args.env}", args.profile, partial, probe_tag(args.vae_steps, args.dp_steps, args.keep_best_vae, args.no_train_eval, args.deterministic, args.train_seeds, diffusion_steps=args.diffusion_steps))
     json_path = common.write_json(args.out, name, results)
     png_paths = plot(rows, s, args.out, name)
     print_tables(rows, s)
@@ -650,11 +654,12 @@ def sort_cells(cells: list[dict[str, Any]], sweep: Setting) -> list[dict[str, An
 
 def probe_tag(
     vae_steps: int | None, dp_steps: int | None, keep_best_vae: bool = False, no_train_eval: bool = False, deterministic: bool = False,
-    train_seeds: Sequence[int] | None = None,
+    train_seeds: Sequence[int] | None = None, *, diffusion_steps: int | None = None,
 ) -> str:
-    """The results' name tag of a probe: ``vaeN``, ``dpN``, ``bestvae``, ``noeval``, ``det``, ``seedsA-B``
-    (other training seeds), joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
-    parts = [f"{name}{n}" for name, n in (("vae", vae_steps), ("dp", dp_steps)) if n is not None]
+    """The results' name tag of a probe: ``vaeN``, ``diffN`` (the latent diffusion's steps), ``dpN``, ``bestvae``,
+    ``noeval``, ``det``, ``seedsA-B`` (other training seeds), joined by ``-`` (e.g. ``vaeN-dpM``), or none."""
+    budgets = (("vae", vae_steps), ("diff", diffusion_steps), ("dp", dp_steps))
+    parts = [f"{name}{n}" for name, n in budgets if n is not None]
     flags = (("bestvae", keep_best_vae), ("noeval", no_train_eval), ("det", deterministic))
     seeds = ["seeds" + "-".join(map(str, train_seeds))] if train_seeds else []
     return "-".join(parts + [tag for tag, on in flags if on] + seeds)

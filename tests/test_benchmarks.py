@@ -196,6 +196,13 @@ def test_horizon_pusht_keypoints(tmp_path, monkeypatch):
     assert [len(f.read_text().splitlines()) - 1 for f in (tmp_path / "logs" / "horizon-pusht-keypoints-tiny").glob("DP-*/*.csv")] == [3]
     with pytest.raises(SystemExit):
         _run("horizon", tmp_path, "--env", "pusht-keypoints", "--dp-steps", "0")
+    # --diffusion-steps, the latent methods' second stage: another agent (its VAE stage as before), in its own JSON
+    probe = _run("horizon", tmp_path, "--env", "pusht-keypoints", "--methods", "LWD", "--horizons", "4", "--diffusion-steps", "3")
+    assert [t["method"] for t in probe["training"]] == ["LWD"] and (tmp_path / "horizon-pusht-keypoints-diff3-partial.json").exists()
+    assert len(list((tmp_path / "cache" / "horizon-pusht-keypoints-tiny").glob("LWD-H4-*.ckpt"))) == 3
+    assert sorted(len(f.read_text().splitlines()) - 1 for f in (tmp_path / "logs" / "horizon-pusht-keypoints-tiny").glob("LWD-*/latent-diffusion.csv")) == [2, 2, 3]
+    with pytest.raises(SystemExit):
+        _run("horizon", tmp_path, "--env", "pusht-keypoints", "--diffusion-steps", "0")
     # --keep-best-vae: the latent methods' VAE keeps its best-validation weights, another agent (DP's key unchanged)
     from benchmarks.horizon import _learn_options, agent_key, probe_tag
 
@@ -203,6 +210,7 @@ def test_horizon_pusht_keypoints(tmp_path, monkeypatch):
     assert _learn_options("LWD", best) == {"keep_best_validation": True} and _learn_options("DP", best) == {} == _learn_options("LWD", s)
     assert agent_key("LWD", 4, 0, best) != agent_key("LWD", 4, 0, s) and agent_key("DP", 4, 0, best) == agent_key("DP", 4, 0, s)
     assert probe_tag(None, None, True) == "bestvae" and probe_tag(1000, None, True) == "vae1000-bestvae" and probe_tag(None, None) == ""
+    assert probe_tag(1000, 50, diffusion_steps=20_000) == "vae1000-diff20000-dp50"
     # --deterministic, an acting probe: the same (cached) agent acts with deterministic=True, in cells of its own
     from benchmarks import horizon
 
