@@ -26,11 +26,15 @@ VAE-budget probe's steps (:data:`~benchmarks.horizon.PROBE_VAE_STEPS`), each tra
 competence with its learning curves.  They live in horizon.py's own standard cache, cells and
 logs (``horizon-pusht-standard``), so the UNet agents are that sweep's (``--horizons 16``, with
 ``--vae-steps`` for LWD) and no agent is trained twice; ``--methods`` / ``--denoisers`` run a
-part.  Writes ``denoiser-pusht-standard[-partial].json`` / ``.png`` (the paper profile: ``denoiser-pusht-paper``).
+part.  Each agent's size, query latency and training seconds go to ``<key>-denoiser.json`` beside
+its cells (committed at the standard profile), so a part's results hold every agent of the grid
+evaluated so far, its own and earlier parts', and an agent with cells and info is not retrained
+in a checkout without the cache.  Writes ``denoiser-pusht-standard[-partial].json`` / ``.png`` (the paper profile: ``denoiser-pusht-paper``).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +44,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from benchmarks.horizon import PROBE_VAE_STEPS, Setting, aggregate, cell_path, demonstrations, evaluate_cell, setting, trained_agent, with_vae_steps
+from benchmarks.horizon import PROBE_VAE_STEPS, Setting, agent_key, aggregate, cell_path, demonstrations, evaluate_cell, setting, trained_agent, with_vae_steps
 from lwd_gym import BaseAgent
 
 HORIZON = 16
@@ -95,6 +99,21 @@ def label(method: str, denoiser: str) -> str:
     return f"{method}-{'UNet' if denoiser == 'unet' else 'Transformer'}"
 
 
+def info_path(cells: Path, method: str, seed: int, sv: Setting) -> Path:
+    """File of an agent's size, cost and training seconds, beside its evaluated cells (committed at
+    the standard profile), so a later part reports the agent without it."""
+    return cells / f"{agent_key(method, HORIZON, seed, sv)}-denoiser.json"
+
+
+def agent_info(agent: BaseAgent, method: str, denoiser: str, seed: int, sv: Setting, seconds: float, profile: str) -> dict[str, Any]:
+    kwargs = sv.agent_kwargs[method]
+    return {
+        "label": label(method, denoiser), "method": method, "denoiser": denoiser, "seed": seed, "size": kwargs.get("denoiser_size", kwargs.get("size")),
+        "sample_shape": list(agent.diffusion.sample_shape), "denoiser_params": denoiser_params(agent),
+        "query_ms": query_seconds(agent, profile) * 1e3, "train_seconds": seconds,
+    }  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0], profiles=("tiny", "quick", "standard", "paper"))
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -102,27 +121,43 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--train-seeds", type=int, nargs="+", default=None, help="training seeds (default: the profile's; quick: 0)")
     args = p.parse_args(argv)
     common.setup(args)
-    partial = set(args.methods) != set(METHODS) or set(args.denoisers) != set(DENOISERS)
     s = profile_setting(args.profile)
     if args.train_seeds:
         s = dataclasses.replace(s, train_seeds=tuple(args.train_seeds))
     cache, cells_dir, logs = locations(args.profile, args.out)
     start = time.perf_counter()
-    dataset, data_seconds = demonstrations(s, args.profile)
-    cells, agents = [], []
+    data: list[tuple[Any, float]] = []  # the demonstrations, collected (or loaded) once an agent must train
+
+    def dataset() -> Any:
+        if not data:
+            data.append(demonstrations(s, args.profile))
+        return data[0][0]
+
+    # The whole grid, so that parts run one after another add up: an agent outside this part is
+    # reported from its committed cells and info, an agent of this part is trained (or loaded) only
+    # where those are missing.
+    cells, agents, missing = [], [], False
     for seed in s.train_seeds:
-        for method in args.methods:
-            for denoiser in args.denoisers:
+        for method in METHODS:
+            for denoiser in DENOISERS:
                 sv = variant(s, method, denoiser)
-                agent, seconds = trained_agent(method, HORIZON, sv, seed, dataset, cache, args.device, "pusht", logs)
-                name, kwargs = label(method, denoiser), sv.agent_kwargs[method]
-                agents.append({
-                    "label": name, "method": method, "denoiser": denoiser, "seed": seed, "size": kwargs.get("denoiser_size", kwargs.get("size")),
-                    "sample_shape": list(agent.diffusion.sample_shape), "denoiser_params": denoiser_params(agent),
-                    "query_ms": query_seconds(agent, args.profile) * 1e3, "train_seconds": seconds,
-                })  # fmt: skip
+                paths = {m: cell_path(cells_dir, method, HORIZON, seed, sv, m) for m in s.magnitudes}
+                info = info_path(cells_dir, method, seed, sv)
+                done = info.exists() and all(path.exists() for path in paths.values())
+                if not done and not (method in args.methods and denoiser in args.denoisers):
+                    missing = True
+                    continue
+                agent = None
+                if done:
+                    record = json.loads(info.read_text())
+                else:
+                    agent, seconds = trained_agent(method, HORIZON, sv, seed, dataset(), cache, args.device, "pusht", logs)
+                    record = agent_info(agent, method, denoiser, seed, sv, seconds, args.profile)
+                    common.write_json(info.parent, info.stem, record)
+                agents.append(record)
+                name = record["label"]
                 for magnitude in s.magnitudes:
-                    cell = evaluate_cell(agent, "pusht", sv, magnitude, cell_path(cells_dir, method, HORIZON, seed, sv, magnitude))
+                    cell = evaluate_cell(agent, "pusht", sv, magnitude, paths[magnitude])
                     cells.append({"method": name, "horizon": HORIZON, "magnitude": magnitude, "seed": seed, **cell})
                     print(
                         f"{name:16s} {magnitude:>5g} {s.unit}: success {cell['success_rate']:.0%}, max reward {cell['mean_max_reward']:.3f}",
@@ -136,14 +171,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for k in ("query_ms", "train_seconds"):
             row[k] = float(np.mean([a[k] for a in mine]))
         rows.append(row)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    data_seconds = data[0][1] if data else 0.0
     results = {
         "benchmark": "denoiser", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "action_horizon": HORIZON,
-        "methods": list(args.methods), "denoisers": list(args.denoisers), "magnitudes": list(s.magnitudes), "unit": s.unit, "p": s.p,
-        "episodes_per_cell": s.episodes, "train_seeds": list(s.train_seeds), "num_demos": s.num_demos, "train_steps": s.train_steps,
-        "agent_kwargs": {m: s.agent_kwargs[m] for m in args.methods}, "dataset_seconds": data_seconds, "agents": agents, "rows": rows,
-        "cells": cells, "seconds": time.perf_counter() - start, "partial": partial,
+        "methods": methods, "denoisers": list(dict.fromkeys(r["denoiser"] for r in rows)), "magnitudes": list(s.magnitudes), "unit": s.unit,
+        "p": s.p, "episodes_per_cell": s.episodes, "train_seeds": list(s.train_seeds), "num_demos": s.num_demos, "train_steps": s.train_steps,
+        "agent_kwargs": {m: s.agent_kwargs[m] for m in methods}, "dataset_seconds": data_seconds, "agents": agents, "rows": rows,
+        "cells": cells, "seconds": time.perf_counter() - start, "partial": missing,
     }  # fmt: skip
-    name = common.result_name("denoiser-pusht", args.profile, partial)
+    name = common.result_name("denoiser-pusht", args.profile, missing)
     json_path = common.write_json(args.out, name, results)
     png_path = plot(rows, s, args.out, name)
     print(f"\n{s.env_id}, H_a = {HORIZON}: {s.episodes} episodes x {len(s.train_seeds)} training seeds per cell, p = {s.p} per step\n")
