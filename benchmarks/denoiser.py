@@ -3,6 +3,7 @@
     python -m benchmarks.denoiser --profile quick               # LWD and DP, each with both denoisers
     python -m benchmarks.denoiser --profile quick --methods LWD --train-seeds 0 1 2
     python -m benchmarks.denoiser --profile standard --threads 1 --methods LWD --denoisers transformer  # a part
+    python -m benchmarks.denoiser --profile standard --threads 1 --methods LWD --transformer-size s  # a size probe
 
 Everything but the denoiser is benchmarks/horizon.py's agent for that profile: same
 demonstrations, constructor arguments, gradient steps and evaluation (its :func:`setting`,
@@ -12,7 +13,10 @@ in this benchmark's own cache so that the two never write the same files); the t
 (:data:`~lwd_gym.nn.TRANSFORMER_PRESETS`: "xs" = 2 layers x 64, "s" = 4 x 128, "m" = 8 x 256,
 Diffusion Policy's low-dim transformer; bidirectional attention, see
 :mod:`lwd_gym.nn.transformer`).  The two denoisers of a size do not have equal parameter
-counts; both are reported.
+counts; both are reported.  ``--transformer-size`` probes another transformer preset against the
+same UNets: its agents are labelled ``METHOD-Transformer-SIZE`` where the size is not the method's
+own, and the run writes ``denoiser-pusht[-PROFILE]-transformer-SIZE[-partial]``, beside (not over)
+the grid's results.
 
 Reported per (method, denoiser): success rate and mean max reward (PushT: coverage) at each
 perturbation magnitude of the profile, the denoiser's parameter count, the latency of one
@@ -46,18 +50,23 @@ import torch
 from benchmarks import common
 from benchmarks.horizon import PROBE_VAE_STEPS, Setting, agent_key, aggregate, cell_path, demonstrations, evaluate_cell, setting, trained_agent, with_vae_steps
 from lwd_gym import BaseAgent
+from lwd_gym.nn import TRANSFORMER_PRESETS
 
 HORIZON = 16
 METHODS = ("LWD", "DP")
 DENOISERS = ("unet", "transformer")
 
 
-def variant(s: Setting, method: str, denoiser: str) -> Setting:
+def variant(s: Setting, method: str, denoiser: str, transformer_size: str | None = None) -> Setting:
     """``s`` with ``method``'s agent using ``denoiser``.  The UNet leaves the arguments untouched,
-    so its cache name (and agent) is horizon.py's."""
+    so its cache name (and agent) is horizon.py's; the transformer takes the method's size preset
+    unless ``transformer_size`` names another."""
     if denoiser == "unet":
         return s
-    return dataclasses.replace(s, agent_kwargs={**s.agent_kwargs, method: dict(s.agent_kwargs[method], denoiser=denoiser)})
+    kwargs = dict(s.agent_kwargs[method], denoiser=denoiser)
+    if transformer_size is not None:
+        kwargs["denoiser_size"] = transformer_size
+    return dataclasses.replace(s, agent_kwargs={**s.agent_kwargs, method: kwargs})
 
 
 def profile_setting(profile: str) -> Setting:
@@ -95,8 +104,9 @@ def query_seconds(agent: BaseAgent, profile: str) -> float:
     return common.median_time(query, repeats=1 if tiny else 7, number=1 if tiny else 5)
 
 
-def label(method: str, denoiser: str) -> str:
-    return f"{method}-{'UNet' if denoiser == 'unet' else 'Transformer'}"
+def label(method: str, denoiser: str, size: str | None = None) -> str:
+    """``METHOD-UNet`` / ``METHOD-Transformer``, then ``-SIZE`` for a size other than the method's own."""
+    return f"{method}-{'UNet' if denoiser == 'unet' else 'Transformer'}" + (f"-{size}" if size else "")
 
 
 def info_path(cells: Path, method: str, seed: int, sv: Setting) -> Path:
@@ -105,10 +115,13 @@ def info_path(cells: Path, method: str, seed: int, sv: Setting) -> Path:
     return cells / f"{agent_key(method, HORIZON, seed, sv)}-denoiser.json"
 
 
-def agent_info(agent: BaseAgent, method: str, denoiser: str, seed: int, sv: Setting, seconds: float, profile: str) -> dict[str, Any]:
+def agent_info(agent: BaseAgent, method: str, denoiser: str, seed: int, s: Setting, sv: Setting, seconds: float, profile: str) -> dict[str, Any]:
+    """Size, cost and training seconds of ``method``'s agent in ``sv``, the variant of ``s`` that
+    uses ``denoiser`` (its label names the size where it is not the method's own in ``s``)."""
     kwargs = sv.agent_kwargs[method]
+    own = kwargs.get("denoiser_size") == s.agent_kwargs[method].get("denoiser_size")
     return {
-        "label": label(method, denoiser), "method": method, "denoiser": denoiser, "seed": seed, "size": kwargs.get("denoiser_size", kwargs.get("size")),
+        "label": label(method, denoiser, None if own else kwargs["denoiser_size"]), "method": method, "denoiser": denoiser, "seed": seed, "size": kwargs.get("denoiser_size", kwargs.get("size")),
         "sample_shape": list(agent.diffusion.sample_shape), "denoiser_params": denoiser_params(agent),
         "query_ms": query_seconds(agent, profile) * 1e3, "train_seconds": seconds,
     }  # fmt: skip
@@ -119,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--denoisers", nargs="+", choices=DENOISERS, default=list(DENOISERS))
     p.add_argument("--train-seeds", type=int, nargs="+", default=None, help="training seeds (default: the profile's; quick: 0)")
+    p.add_argument("--transformer-size", choices=tuple(TRANSFORMER_PRESETS), default=None,
+                   help="the transformers' size preset (default: each method's own); a probe with its own result file")  # fmt: skip
     args = p.parse_args(argv)
     common.setup(args)
     s = profile_setting(args.profile)
@@ -140,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for seed in s.train_seeds:
         for method in METHODS:
             for denoiser in DENOISERS:
-                sv = variant(s, method, denoiser)
+                sv = variant(s, method, denoiser, args.transformer_size)
                 paths = {m: cell_path(cells_dir, method, HORIZON, seed, sv, m) for m in s.magnitudes}
                 info = info_path(cells_dir, method, seed, sv)
                 done = info.exists() and all(path.exists() for path in paths.values())
@@ -152,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     record = json.loads(info.read_text())
                 else:
                     agent, seconds = trained_agent(method, HORIZON, sv, seed, dataset(), cache, args.device, "pusht", logs)
-                    record = agent_info(agent, method, denoiser, seed, sv, seconds, args.profile)
+                    record = agent_info(agent, method, denoiser, seed, s, sv, seconds, args.profile)
                     common.write_json(info.parent, info.stem, record)
                 agents.append(record)
                 name = record["label"]
@@ -176,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = {
         "benchmark": "denoiser", "env": s.env_id, "profile": args.profile, "machine": common.machine(), "action_horizon": HORIZON,
         "methods": methods, "denoisers": list(dict.fromkeys(r["denoiser"] for r in rows)), "magnitudes": list(s.magnitudes), "unit": s.unit,
-        "p": s.p, "episodes_per_cell": s.episodes, "train_seeds": list(s.train_seeds), "num_demos": s.num_demos, "train_steps": s.train_steps,
+        "transformer_size": args.transformer_size, "p": s.p, "episodes_per_cell": s.episodes, "train_seeds": list(s.train_seeds), "num_demos": s.num_demos, "train_steps": s.train_steps,
         "agent_kwargs": {m: s.agent_kwargs[m] for m in methods}, "dataset_seconds": data_seconds, "agents": agents, "rows": rows,
         "cells": cells, "seconds": time.perf_counter() - start, "partial": missing,
     }  # fmt: skip
-    name = common.result_name("denoiser-pusht", args.profile, missing)
+    name = common.result_name("denoiser-pusht", args.profile, missing, f"transformer-{args.transformer_size}" if args.transformer_size else "")
     json_path = common.write_json(args.out, name, results)
     png_path = plot(rows, s, args.out, name)
     print(f"\n{s.env_id}, H_a = {HORIZON}: {s.episodes} episodes x {len(s.train_seeds)} training seeds per cell, p = {s.p} per step\n")

@@ -71,3 +71,29 @@ def test_denoiser_standard_shares_the_horizon_sweeps_agents(tmp_path):
     run = "horizon-pusht-standard"
     assert denoiser.locations("standard", str(tmp_path)) == (tmp_path / "cache" / run, tmp_path / "cells" / run, tmp_path / "logs" / run)
     assert denoiser.locations("quick", str(tmp_path))[2] is None
+
+
+def test_denoiser_transformer_size_probe(tmp_path):
+    """``--transformer-size`` trains transformers of another preset against the same UNets, labels
+    them with the size, and writes its own result file beside the grid's."""
+    from benchmarks import denoiser, horizon
+
+    results = denoiser.main(["--profile", "tiny", "--out", str(tmp_path), "--methods", "LWD", "--transformer-size", "s"])
+    assert (tmp_path / "denoiser-pusht-transformer-s-partial.json").exists()
+    assert not list(tmp_path.glob("denoiser-pusht.json")) and not list(tmp_path.glob("denoiser-pusht-partial.json"))
+    assert results["partial"] and results["transformer_size"] == "s"  # the DP agents of the probe are not trained
+    assert {r["label"] for r in results["rows"]} == {"LWD-UNet", "LWD-Transformer-s"}
+    agents = {a["label"]: a for a in results["agents"]}
+    assert agents["LWD-Transformer-s"]["size"] == "s" and agents["LWD-UNet"]["size"] == "xs"
+
+    # The probe's UNet is the grid's (same key); its transformer is a different agent from the grid's xs one.
+    s = horizon.setting("pusht", "tiny")
+    unet = horizon.agent_key("LWD", 16, 0, denoiser.variant(s, "LWD", "unet", "s"))
+    assert unet == horizon.agent_key("LWD", 16, 0, s)
+    probe = denoiser.variant(s, "LWD", "transformer", "s")
+    assert probe.agent_kwargs["LWD"] == dict(s.agent_kwargs["LWD"], denoiser="transformer", denoiser_size="s")
+    assert horizon.agent_key("LWD", 16, 0, probe) != horizon.agent_key("LWD", 16, 0, denoiser.variant(s, "LWD", "transformer"))
+    # DP's own preset at the standard profile is s: there the probe's DP transformer is the grid's agent.
+    std = denoiser.profile_setting("standard")
+    assert denoiser.variant(std, "DP", "transformer", "s") == denoiser.variant(std, "DP", "transformer")
+    assert denoiser.label("LWD", "transformer", "s") == "LWD-Transformer-s" and denoiser.label("DP", "unet") == "DP-UNet"
