@@ -257,7 +257,8 @@ def plot(results: dict[str, Any], out: Path, name: str) -> Path:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0], profiles=tuple(PROFILES))
     p.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], default=None,
-                   help="comma-separated agents (e.g. 'LWD H1000,MLP'): a part of the sweep (the source rows always run)")  # fmt: skip
+                   help="comma-separated agents (e.g. 'LWD H1000,MLP'): a part of the sweep (the source rows always run; "
+                        "the other agents' rows come from their committed cells, and the result is -partial while one has none)")  # fmt: skip
     args = p.parse_args(argv)
     common.setup(args)
     cfg, out, progress = PROFILES[args.profile], Path(args.out), args.profile != "tiny"
@@ -278,30 +279,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                       for b, name in enumerate(BEHAVIOURS)]}  # fmt: skip
     latents: dict[str, Any] = {}
     keys: dict[str, str] = {}
+    partial = False
     for label, cls, params, budget in all_specs:
-        if args.only and label not in args.only:
-            continue
         key = agent_key(label, cls, params, budget, dataset_ids(cfg["demos"], 0))
         # trained (or loaded) only when one of its cells is missing: committed cells need no agent
         agent = functools.cache(lambda label=label, cls=cls, params=params, budget=budget: trained(label, cls, params, budget, data(), out, device, progress)[0])
-        keys[label] = key
+        groups: dict[str, list[tuple[Path, Callable[[], dict[str, Any]]]]]
         if cls is LWDAgent:
-            cells[f"{label} VAE-decoded"] = [cached(cells_dir / f"{key}-decoded-{b}.json", lambda b=b: decoded(agent(), data(), b, cfg)) for b in range(len(BEHAVIOURS))]
-            cells[f"{label} diffusion"] = [cached(cells_dir / f"{key}-diffusion-{b}.json", lambda b=b: rollouts(agent(), b, cfg, progress))
-                                           for b in range(len(BEHAVIOURS))]  # fmt: skip
-            latents[label] = cached(cells_dir / f"{key}-latents.json", lambda: latent_cell(agent(), data()))
+            groups = {f"{label} VAE-decoded": [(cells_dir / f"{key}-decoded-{b}.json", lambda b=b: decoded(agent(), data(), b, cfg)) for b in range(len(BEHAVIOURS))],
+                      f"{label} diffusion": [(cells_dir / f"{key}-diffusion-{b}.json", lambda b=b: rollouts(agent(), b, cfg, progress)) for b in range(len(BEHAVIOURS))]}  # fmt: skip
+            latent = [(cells_dir / f"{key}-latents.json", lambda: latent_cell(agent(), data()))]
         else:
-            cells[label] = [cached(cells_dir / f"{key}-rollouts-{b}.json", lambda b=b: rollouts(agent(), b, cfg, progress)) for b in range(len(BEHAVIOURS))]
+            groups = {label: [(cells_dir / f"{key}-rollouts-{b}.json", lambda b=b: rollouts(agent(), b, cfg, progress)) for b in range(len(BEHAVIOURS))]}
+            latent = []
+        # An agent --only leaves out comes in only where another part committed all its cells (nothing
+        # is trained for it), so a sweep run in parts adds up to one result file, as metaworld's does.
+        if args.only and label not in args.only and not all(path.exists() for path, _ in [*(cell for group in groups.values() for cell in group), *latent]):
+            partial = True
+            continue
+        keys[label] = key
+        cells.update({name: [cached(path, compute) for path, compute in group] for name, group in groups.items()})
+        latents.update({label: cached(*cell) for cell in latent})
     rows = js_rows(source, cells)
     results = {
         "benchmark": "behaviour-halfcheetah", "profile": args.profile, "machine": common.machine(), "device": device,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}, "eval_seed": EVAL_SEED, "bins": BINS,
-        "behaviours": list(BEHAVIOURS), "paper_js": PAPER_JS, "agents": keys, "only": args.only,
+        "behaviours": list(BEHAVIOURS), "paper_js": PAPER_JS, "agents": keys, "only": args.only, "partial": partial,
         "source_returns": {b: float(np.mean(s["returns"])) for b, s in zip(BEHAVIOURS, source)},
         "rows": rows, "latent_separation": {label: c["nearest_centroid_accuracy"] for label, c in latents.items()},
         "source": source, "cells": cells, "latents": latents, "wall_s": time.perf_counter() - start,
     }  # fmt: skip
-    name = f"behaviour-{args.profile}" + ("-partial" if args.only else "")
+    name = f"behaviour-{args.profile}" + ("-partial" if partial else "")
     common.write_json(out, name, results)
     plot(results, out, name)
     columns = [("method", "method", "{}")] + [(f"JS {b}", f"js_{b}", "{:.3f}") for b in BEHAVIOURS] + [(f"return {b}", f"return_{b}", "{:.0f}") for b in BEHAVIOURS]

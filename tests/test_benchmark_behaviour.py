@@ -49,3 +49,21 @@ def test_behaviour_benchmark(tmp_path, monkeypatch):
     monkeypatch.setattr("benchmarks.behaviour.evaluate", must_not_run)
     monkeypatch.setattr("benchmarks.behaviour.reconstruction_rollout", must_not_run)
     assert behaviour.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1"])["rows"] == saved["rows"]
+
+    # A part of the sweep (--only) takes the other agents' rows from their committed cells without
+    # training them: with every cell written, the part's result is the whole sweep's, not -partial.
+    (tmp_path / "behaviour-tiny.json").unlink()
+    part = behaviour.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1", "--only", "MLP"])
+    assert part["rows"] == saved["rows"] and not part["partial"]
+    assert (tmp_path / "behaviour-tiny.json").exists() and not (tmp_path / "behaviour-tiny-partial.json").exists()
+
+
+def test_behaviour_benchmark_part(tmp_path):
+    """--only on a fresh output: the chosen agent's rows beside the sources', written as -partial."""
+    from benchmarks import behaviour
+
+    results = behaviour.main(["--profile", "tiny", "--out", str(tmp_path), "--threads", "1", "--only", "MLP"])
+    saved = json.loads((tmp_path / "behaviour-tiny-partial.json").read_text())
+    assert [r["method"] for r in saved["rows"]] == ["SOS", "MLP"] and saved["partial"] and saved["only"] == ["MLP"]
+    assert list(saved["agents"]) == ["MLP"] and saved["latents"] == {}
+    assert not (tmp_path / "behaviour-tiny.json").exists() and results["rows"] == saved["rows"]
