@@ -27,7 +27,9 @@ AGENTS = textwrap.dedent(
         return MLPAgent(hidden=(16,), batch_size=15, device="cpu", seed=2)
     """
 )
-exec(AGENTS)
+_agents: dict = {}
+exec(AGENTS, _agents)
+STEPS, make_agent = _agents["STEPS"], _agents["make_agent"]
 
 SCRIPT = AGENTS + textwrap.dedent(
     """
